@@ -1,0 +1,92 @@
+# deploy-agent build. `make`, `make test`, `make install DESTDIR=... PREFIX=...`,
+# `make demo`, `make bench`, `make asan-test`.
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+PYTHON     ?= /usr/bin/python3
+
+CC      ?= cc
+PKGS    := libcurl libarchive libsystemd inih jansson libsodium expat
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+HARDEN  := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+OPT     ?= -O2 -g
+CFLAGS  ?=
+CFLAGS  += -std=gnu17 $(OPT) $(WARN) $(HARDEN) -Iagent -Iconfig \
+           $(shell pkg-config --cflags $(PKGS))
+LDFLAGS += -pie -Wl,-z,relro,-z,now
+LDLIBS  += $(shell pkg-config --libs $(PKGS))
+
+BUILD   ?= build
+LIB_SRCS := $(filter-out agent/main.c agent/deployctl.c, $(wildcard agent/*.c)) \
+            $(wildcard config/*.c)
+LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
+UNIT_SRCS := $(wildcard tests/unit/test-*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+all: $(BUILD)/deploy-agent $(BUILD)/deployctl
+
+# The git SHA of HEAD is compiled in; "-dirty" marks a tree with uncommitted
+# changes, "DEV" a build outside git. version.h is only rewritten when the
+# value changes, so an unchanged tree does not relink.
+VERSION := $(shell git describe --always --abbrev=40 --dirty --match=NONE 2>/dev/null || echo DEV)
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(@D)
+	@echo '#define DEPLOY_AGENT_VERSION "$(VERSION)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+FORCE:
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -I$(BUILD) -MMD -MP -c -o $@ $<
+
+$(BUILD)/agent/main.o $(BUILD)/agent/deployctl.o: $(BUILD)/version.h
+
+$(BUILD)/libdeploy.a: $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/deploy-agent: $(BUILD)/agent/main.o $(BUILD)/libdeploy.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/deployctl: $(BUILD)/agent/deployctl.o $(BUILD)/libdeploy.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdeploy.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -I$(BUILD) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+unit-test: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration-test: all
+	$(PYTHON) -m pytest -v -ra tests/integration $(PYTEST_ARGS)
+
+test: unit-test integration-test
+
+# Unit tests again, built with AddressSanitizer and UndefinedBehaviorSanitizer.
+asan-test:
+	$(MAKE) BUILD=build-asan CC=clang \
+	  OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  HARDEN="-fstack-protector-strong" LDFLAGS="-fsanitize=address,undefined" unit-test
+
+demo:
+	bash scripts/demo.sh
+
+bench: all
+	bash bench/run.sh
+
+install: all
+	install -D -m 0755 $(BUILD)/deploy-agent $(DESTDIR)$(SBINDIR)/deploy-agent
+	install -D -m 0755 $(BUILD)/deployctl $(DESTDIR)$(BINDIR)/deployctl
+	install -D -m 0644 deploy.ini.example $(DESTDIR)$(SYSCONFDIR)/deploy-agent/deploy.ini.example
+	for m in docs/*.[158]; do [ -e "$$m" ] || continue; \
+	  s=$${m##*.}; install -D -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
+
+clean:
+	rm -rf build build-asan
+
+.PHONY: all test unit-test integration-test asan-test demo bench install clean FORCE
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
