@@ -9,10 +9,7 @@
 
 #include "config.h"
 
-static inline void json_decrefp(json_t **j) {
-        if (*j)
-                json_decref(*j);
-}
+/* jansson provides json_decrefp (NULL-safe). */
 #define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
 
 const char *job_string(const json_t *job, const char *key);          /* NULL if absent */

@@ -1,0 +1,20 @@
+/* fs-util.h: directory helpers that never follow symlinks out of a tree. */
+#pragma once
+
+#include <sys/types.h>
+
+/* Remove dirfd/name recursively; symlinks are removed, never followed.
+ * Missing is success. */
+int rm_rf_at(int dirfd, const char *name);
+
+/* mkdir -p for an absolute path; mode applies to created components. */
+int mkdir_p(const char *path, mode_t mode);
+
+/* readlinkat into a malloc'd string. */
+int readlink_at(int dirfd, const char *name, char **ret);
+
+/* Write data to dirfd/name atomically: temp file, fsync, rename, fsync dir. */
+int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t n, mode_t mode);
+
+/* The sha a "current"-style symlink points to ("releases/<sha>"), or -ENOENT. */
+int release_link_sha(int root_fd, const char *link_name, char **ret_sha);
