@@ -28,6 +28,17 @@ int error_set(char **ret_error, int r, const char *fmt, ...) {
         return r;
 }
 
+char *strdup_printf(const char *fmt, ...) {
+        va_list ap;
+        char *s;
+        int n;
+
+        va_start(ap, fmt);
+        n = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        return n < 0 ? NULL : s;
+}
+
 bool sha_is_valid(const char *s) {
         size_t n = 0;
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -74,6 +75,9 @@ uint64_t now_usec(int clock_id);
  * NULL) and return r, which must be negative: the error path of every module
  * that explains its failures ("entry ../x escapes the release"). */
 int error_set(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
+
+/* A malloc'd formatted string, or NULL when out of memory. */
+char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 
 /* true for 7..40 lowercase hex characters: the only SHA spelling we accept. */
 bool sha_is_valid(const char *s);
