@@ -10,11 +10,6 @@
 
 #include "util.h"
 
-static void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
-}
-
 static int rm_rf_children(int fd) {
         _cleanup_(closedirp) DIR *d = fdopendir(fd);
         struct dirent *de;

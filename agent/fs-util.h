@@ -1,7 +1,13 @@
 /* fs-util.h: directory helpers that never follow symlinks out of a tree. */
 #pragma once
 
+#include <dirent.h>
 #include <sys/types.h>
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
 
 /* Remove dirfd/name recursively; symlinks are removed, never followed.
  * Missing is success. */
