@@ -1,0 +1,123 @@
+/* main.c: deploy-agent's command line: run, once, check-config, --version,
+ * and the hidden --worker STEP entry of the worker processes. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <signal.h>
+
+#include "config.h"
+#include "log.h"
+#include "pipeline.h"
+#include "util.h"
+#include "version.h"
+#include "worker.h"
+
+enum {
+        EXIT_OK = 0,
+        EXIT_FAILED = 1,
+        EXIT_USAGE = 2,
+        EXIT_UNKNOWN_SERVICE = 3,
+};
+
+static void help(void) {
+        printf("Usage: deploy-agent [-c FILE] [COMMAND]\n"
+               "Keep services at the newest build CI published to S3.\n\n"
+               "Commands:\n"
+               "  run                  run the daemon in the foreground (default)\n"
+               "  once [SERVICE]       one discover+deploy pass for every (or one) service, then exit\n"
+               "  check-config [-v]    validate the configuration; -v prints it normalized\n\n"
+               "Options:\n"
+               "  -c, --config FILE    configuration file (default %s)\n"
+               "  -h, --help           show this help\n"
+               "      --version        print the git SHA this binary was built from\n\n"
+               "Exit status: 0 ok, 1 a deploy failed, 2 usage or configuration error,\n"
+               "3 unknown service. See deploy-agent(8) and deploy.ini(5).\n",
+               CONFIG_DEFAULT_PATH);
+}
+
+static int load_config(const char *path, Config **ret) {
+        _cleanup_free_ char *error = NULL;
+        int r = config_load(path, ret, &error);
+
+        if (r < 0)
+                log_error("%s", error ?: strerror(-r));
+        return r;
+}
+
+static int cmd_check_config(const char *path, int argc, char **argv) {
+        _cleanup_config_ Config *cfg = NULL;
+        bool verbose = argc > 1 && streq(argv[1], "-v");
+
+        if (argc > (verbose ? 2 : 1))
+                return log_error("check-config: unexpected argument \"%s\"", argv[argc - 1]), EXIT_USAGE;
+        if (load_config(path, &cfg) < 0)
+                return EXIT_USAGE;
+        if (verbose)
+                config_print(cfg, stdout);
+        else
+                printf("%s: ok, %zu service%s\n", path, cfg->n_services, cfg->n_services == 1 ? "" : "s");
+        return EXIT_OK;
+}
+
+static int cmd_once(const char *path, int argc, char **argv) {
+        _cleanup_config_ Config *cfg = NULL;
+        int failed = 0;
+
+        if (argc > 2)
+                return log_error("once: takes at most one SERVICE"), EXIT_USAGE;
+        if (load_config(path, &cfg) < 0)
+                return EXIT_USAGE;
+        log_set_max_level(cfg->agent.log_level);
+        if (argc == 2 && !config_find_service(cfg, argv[1]))
+                return log_error("unknown service \"%s\"", argv[1]), EXIT_UNKNOWN_SERVICE;
+        for (size_t i = 0; i < cfg->n_services; i++) {
+                const ServiceConfig *svc = &cfg->services[i];
+                if (argc == 2 && !streq(svc->name, argv[1]))
+                        continue;
+                if (pipeline_once(cfg, svc) < 0)
+                        failed++;
+        }
+        if (failed)
+                log_error("%d service%s not deployed", failed, failed == 1 ? "" : "s");
+        return failed ? EXIT_FAILED : EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                { "worker", required_argument, NULL, 'W' },
+                {}
+        };
+        const char *config_path = CONFIG_DEFAULT_PATH, *cmd;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "+c:h", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        config_path = optarg;
+                        break;
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                case 'V':
+                        printf("%s\n", DEPLOY_AGENT_VERSION);
+                        return EXIT_OK;
+                case 'W':
+                        return worker_main(optarg);
+                default:
+                        return EXIT_USAGE;
+                }
+        (void) signal(SIGPIPE, SIG_IGN);
+        argc -= optind;
+        argv += optind;
+        cmd = argc > 0 ? argv[0] : "run";
+        if (streq(cmd, "check-config"))
+                return cmd_check_config(config_path, argc, argv);
+        if (streq(cmd, "once"))
+                return cmd_once(config_path, argc, argv);
+        if (streq(cmd, "run"))
+                return log_error("run: the daemon is not built yet; use \"once\""), EXIT_USAGE;
+        log_error("unknown command \"%s\"; see --help", cmd);
+        return EXIT_USAGE;
+}
