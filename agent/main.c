@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "config.h"
 #include "log.h"
@@ -58,6 +59,13 @@ static int cmd_check_config(const char *path, int argc, char **argv) {
         return EXIT_OK;
 }
 
+static void log_peak_rss(void) {
+        struct rusage ru;
+
+        if (getrusage(RUSAGE_SELF, &ru) >= 0)
+                log_debug("supervisor: peak RSS %ld KiB", ru.ru_maxrss);
+}
+
 static int cmd_once(const char *path, int argc, char **argv) {
         _cleanup_config_ Config *cfg = NULL;
         int failed = 0;
@@ -76,6 +84,7 @@ static int cmd_once(const char *path, int argc, char **argv) {
                 if (pipeline_once(cfg, svc) < 0)
                         failed++;
         }
+        log_peak_rss();
         if (failed)
                 log_error("%d service%s not deployed", failed, failed == 1 ? "" : "s");
         return failed ? EXIT_FAILED : EXIT_OK;

@@ -239,6 +239,8 @@ static int run_step(Deploy *d, const char *step, json_t *job, json_t **ret_resul
         d->progress_mark = 0;
         r = worker_run(step, job, d->svc->step_timeout_usec, on_progress, d, &o);
         json_decref(job);
+        log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms", d->name, step,
+                  (unsigned long long) o.max_rss_kib, (unsigned long long) (o.cpu_usec / USEC_PER_MSEC));
         if (r >= 0 && o.ok) {
                 *ret_result = TAKE_PTR(o.result);
                 return 0;

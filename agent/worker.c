@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -109,6 +110,7 @@ typedef struct Run {
         void *userdata;
         json_t *result;
         char *error;
+        struct rusage usage;
 } Run;
 
 /* One message from the worker: progress (handled) or the result (kept). */
@@ -176,7 +178,7 @@ static int reap(Run *run, int *ret_status) {
         bool termed = false;
 
         for (;;) {
-                pid_t p = waitpid(run->pid, ret_status, WNOHANG);
+                pid_t p = wait4(run->pid, ret_status, WNOHANG, &run->usage);
                 uint64_t now = now_usec(CLOCK_MONOTONIC);
 
                 if (p == run->pid)
@@ -193,6 +195,10 @@ static int reap(Run *run, int *ret_status) {
                 }
                 (void) usleep(5000);
         }
+}
+
+static uint64_t timeval_usec(const struct timeval *tv) {
+        return (uint64_t) tv->tv_sec * USEC_PER_SEC + (uint64_t) tv->tv_usec;
 }
 
 static void finish_outcome(Run *run, WorkerOutcome *o) {
@@ -228,6 +234,8 @@ int worker_run(const char *step, json_t *job, uint64_t timeout_usec,
                 run.deadline = 0; /* kill now */
         close(run.fd);
         k = reap(&run, &status);
+        ret_outcome->max_rss_kib = (uint64_t) run.usage.ru_maxrss;
+        ret_outcome->cpu_usec = timeval_usec(&run.usage.ru_utime) + timeval_usec(&run.usage.ru_stime);
         if (r >= 0 && k < 0)
                 r = error_set(&run.error, k, "%s worker: waitpid: %s", step, strerror(-k));
         if (r >= 0 && !run.result) {

@@ -35,6 +35,8 @@ typedef struct WorkerOutcome {
         bool ok;                       /* result says ok */
         bool bad;                      /* result says the artifact is bad */
         char *error;                   /* why it failed, owned; NULL when ok */
+        uint64_t max_rss_kib;          /* the worker's peak resident set */
+        uint64_t cpu_usec;             /* user + system time */
 } WorkerOutcome;
 void worker_outcome_done(WorkerOutcome *o);
 
