@@ -1,0 +1,95 @@
+"""pytest fixtures for the deploy-agent integration tests.
+
+  s3     (session)  s3rver on loopback behind the SigV4-verifying proxy.
+                    s3.endpoint, s3.put(key, bytes|path), s3.put_many({key: bytes}),
+                    s3.bulk_put({key: bytes}), s3.aws(*args), s3.client (botocore),
+                    s3.proxy.requests [(method, path, status)], s3.proxy.rejections,
+                    s3.proxy.throttle_bps, s3.proxy.inject(...).
+  agent  (per test) a sandbox for service "app" under a unique prefix:
+                    publish(sha, files), publish_archive(sha, data, suffix=".tar.gz",
+                    sidecar=True, sidecar_content=None), write_config(**overrides),
+                    once(*args, timeout=120), current_sha(), state(), root, tmp,
+                    config_path, prefix. See harness.Agent.
+
+Run with /usr/bin/python3 -m pytest (Debian's pytest and botocore).
+Test dirs live under /tmp/deploy-agent-it-*/ with mode 0755; a passing
+test's dir is removed, a failing one's is kept and its path printed.
+"""
+
+import os
+import pathlib
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import harness  # noqa: E402
+
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes tens of seconds (still in the default run)")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture(scope="session")
+def session_dir():
+    d = pathlib.Path(tempfile.mkdtemp(prefix="deploy-agent-it-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    yield d
+    if not os.environ.get("KEEP_TEST_DIRS"):
+        shutil.rmtree(d / "s3rver-data", ignore_errors=True)
+        try:
+            leftovers = [p for p in d.iterdir() if p.name.startswith("t-")]
+        except OSError:
+            leftovers = []
+        if not leftovers:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3(session_dir):
+    server = harness.S3Server(session_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def agent_bin():
+    if not harness.AGENT_BIN.exists():
+        pytest.fail(f"{harness.AGENT_BIN} not built: run `make` first", pytrace=False)
+    return harness.AGENT_BIN
+
+
+@pytest.fixture
+def test_dir(request, session_dir):
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:60]
+    d = session_dir / f"t-{name}-{uuid.uuid4().hex[:6]}"
+    harness.make_dir(d)
+    yield d
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.passed and not os.environ.get("KEEP_TEST_DIRS"):
+        shutil.rmtree(d, ignore_errors=True)
+    else:
+        print(f"\n[test dir kept: {d}]")
+
+
+@pytest.fixture
+def agent(request, s3, test_dir, agent_bin):
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40]
+    prefix = f"{base}-{uuid.uuid4().hex[:6]}/"
+    a = harness.Agent(s3, test_dir, prefix)
+    yield a
+    s3.proxy.reset()
