@@ -74,7 +74,6 @@ run_shell() {
         tar -C "$d/srv/releases/$SHA" -xzf "$d/dl/$SHA.tar.gz"
         ln -s "releases/$SHA" "$d/srv/current.tmp"
         mv -T "$d/srv/current.tmp" "$d/srv/current"
-        sync -f "$d/srv"
         t1=$(date +%s.%N)
         echo "$t0 $t1" | awk '{printf "%.3f\n", $2 - $1}'
 }
