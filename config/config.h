@@ -18,6 +18,12 @@ const char *credentials_source_to_string(CredentialsSource v);
 const char *select_mode_to_string(SelectMode v);
 const char *checksum_mode_to_string(ChecksumMode v);
 const char *restart_mode_to_string(RestartMode v);
+/* The reverse: the enum value, or -EINVAL. */
+int s3_addressing_from_string(const char *s);
+int credentials_source_from_string(const char *s);
+int select_mode_from_string(const char *s);
+int checksum_mode_from_string(const char *s);
+int restart_mode_from_string(const char *s);
 
 typedef struct AgentConfig {
         char *state_dir;
@@ -105,3 +111,10 @@ int config_parse_size(const char *s, uint64_t *ret_bytes);
 int config_parse_percent(const char *s, unsigned *ret);
 int config_parse_bool(const char *s, bool *ret);
 int config_parse_mode(const char *s, mode_t *ret);   /* octal, <= 07777 */
+int config_parse_count(const char *s, uint64_t *ret); /* plain decimal */
+
+/* The inverse of the parsers: "500ms" "60s" "5m" "2G", so that the output
+ * parses back to the same value. Return buf. */
+#define CONFIG_FORMAT_MAX 32
+const char *config_format_duration(uint64_t usec, char buf[static CONFIG_FORMAT_MAX]);
+const char *config_format_size(uint64_t bytes, char buf[static CONFIG_FORMAT_MAX]);
