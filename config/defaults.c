@@ -155,11 +155,6 @@ static int check_service_required(const ServiceConfig *s, const SectionInfo *inf
         if (s->select == SELECT_POINTER && !s->pointer_key)
                 return section_error(ret_error, info, key_line(info, SECTION_SERVICE, "select"),
                                      "pointer_key", "required when select = pointer");
-        /* Without a unit a new release would be swapped in while the old
-         * code keeps running, and the health check would pass on it. */
-        if (s->restart_mode != RESTART_NONE && !s->unit)
-                return section_error(ret_error, info, key_line(info, SECTION_SERVICE, "restart_mode"),
-                                     "unit", "required unless restart_mode = none");
         return 0;
 }
 

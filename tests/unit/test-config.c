@@ -463,15 +463,15 @@ static void test_error_missing(void **state) {
         load_fails("[agent]\n[service \"api\"]\nroot = /srv/api\n", 2, "[service \"api\"] bucket: required", NULL);
         load_fails("[service \"api\"]\n\n[service \"web\"]\nbucket = acme\n", 1, "[service \"api\"] bucket: required", NULL);
         load_fails("[service \"api\"]\nbucket = acme\n", 1, "[service \"api\"] root: required", NULL);
-        load_fails("[service \"api\"]\nbucket = acme\nroot = /srv/api\n", 1,
-                   "[service \"api\"] unit: required unless restart_mode = none", NULL);
         load_fails("[service \"api\"]\nbucket = acme\nroot = /srv/api\nunit = a.service\nselect = pointer\n", 5,
                    "[service \"api\"] pointer_key: required when select = pointer", NULL);
         load_fails("[agent]\nlog_level = info\n", 0, "no [service \"NAME\"] section", NULL);
         load_fails("", 0, "no [service", NULL);
 
-        Config *c = load_ok("[service \"api\"]\nbucket = acme\nroot = /srv/api\nrestart_mode = none\n");
+        /* unit stays unset unless given, whatever restart_mode says. */
+        Config *c = load_ok("[service \"api\"]\nbucket = acme\nroot = /srv/api\n");
         assert_null(c->services[0].unit);
+        assert_int_equal(c->services[0].restart_mode, RESTART_RESTART);
         config_free(c);
 }
 
