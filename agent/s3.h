@@ -34,11 +34,19 @@ typedef int (*s3_object_cb)(const S3Object *o, void *userdata);
 int s3_list_objects(S3Client *c, const char *bucket, const char *prefix,
                     s3_object_cb cb, void *userdata, char **ret_error);
 
+struct S3GetResponse;
+
+/* Called once the headers of a 200/206 answer are in, before its first body
+ * byte, with status, etag, content_length and total_size filled in (0 when
+ * the server did not say). Return <0 to abort the transfer. */
+typedef int (*s3_headers_cb)(const struct S3GetResponse *r, void *userdata);
+
 typedef struct S3GetRequest {
         uint64_t range_start;          /* >0: "Range: bytes=N-" */
         const char *if_match;          /* ETag, or NULL */
         const char *if_none_match;     /* ETag, or NULL */
         uint64_t max_bytes;            /* body larger than this: -EFBIG */
+        s3_headers_cb on_headers;      /* or NULL; gets the data callback's userdata */
 } S3GetRequest;
 
 typedef struct S3GetResponse {
@@ -52,7 +60,8 @@ void s3_get_response_done(S3GetResponse *r);
 /* Body chunks of a 200/206 answer. Return <0 to abort the transfer. */
 typedef int (*s3_data_cb)(const void *data, size_t n, void *userdata);
 
-/* GET bucket/key. 404 -> -ENOENT, 403 -> -EACCES, 412 -> -ESTALE,
+/* GET bucket/key. 404 -> -ENOENT (but NoSuchBucket -> -ENXIO: a
+ * configuration error, never "not published yet"), 403 -> -EACCES, 412 -> -ESTALE,
  * other HTTP errors -> -EIO, transport errors mapped from CURLcode
  * (-ETIMEDOUT, -ECONNRESET, -EHOSTUNREACH...). 304 is success with
  * status 304 and no body. The error message quotes S3's <Code>. */
