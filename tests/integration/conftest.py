@@ -75,7 +75,7 @@ def agent_bin():
 
 @pytest.fixture
 def test_dir(request, session_dir):
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:60]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:28]
     d = session_dir / f"t-{name}-{uuid.uuid4().hex[:6]}"
     harness.make_dir(d)
     yield d

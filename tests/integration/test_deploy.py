@@ -1,0 +1,342 @@
+"""deploy-agent once against s3rver (behind the SigV4-verifying proxy):
+what an operator would notice on the host after each run."""
+
+import os
+import re
+import secrets
+import subprocess
+import urllib.parse
+import uuid
+
+import pytest
+
+import harness
+
+
+def new_sha():
+    return secrets.token_hex(20)
+
+
+def app_files(version):
+    return {
+        "VERSION": f"{version}\n".encode(),
+        "bin/serve.sh": (f"#!/bin/sh\necho version {version}\n".encode(), 0o755),
+        "static/index.html": f"<h1>version {version}</h1>\n".encode(),
+    }
+
+
+def assert_no_staging(agent):
+    left = [n for n in agent.release_entries() if n.startswith(".")]
+    assert left == [], f"staging dirs left behind: {left}"
+
+
+def agent_statuses(agent):
+    return [status for _, _, status in agent.s3_requests()]
+
+
+def test_first_deploy_then_upgrade(agent):
+    sha1, sha2 = new_sha(), new_sha()
+    agent.publish(sha1, app_files("1.0"))
+
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == sha1
+    target = agent.current_target()
+    assert not os.path.isabs(target), f"current should be a relative link, is {target}"
+    assert (agent.root / "current" / "VERSION").read_bytes() == b"1.0\n"
+    assert (agent.root / "current" / "static" / "index.html").read_bytes() == b"<h1>version 1.0</h1>\n"
+    serve = agent.root / "current" / "bin" / "serve.sh"
+    assert subprocess.run([str(serve)], capture_output=True, text=True).stdout == "version 1.0\n"
+    for step in ("discover", "fetch", "unpack", "activate"):
+        assert step in r.stderr.lower(), f"no '{step}' line on stderr"
+
+    agent.publish(sha2, app_files("2.0"))
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == sha2
+    assert (agent.root / "current" / "VERSION").read_bytes() == b"2.0\n"
+    assert sorted(agent.releases()) == sorted([sha1, sha2])
+    assert (agent.root / "releases" / sha1 / "VERSION").read_bytes() == b"1.0\n"
+    assert_no_staging(agent)
+
+    state = agent.state()
+    assert state["current"] == sha2
+    assert state["previous"] == sha1
+    deployed = [h["sha"] for h in state["history"] if h.get("outcome") == "deployed"]
+    assert deployed[-2:] == [sha1, sha2], state["history"]
+    assert 403 not in agent_statuses(agent)
+
+
+def test_short_sha_is_a_valid_name(agent):
+    sha = secrets.token_hex(4)[:7]
+    agent.publish(sha, app_files("short"))
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == sha
+
+
+def test_newest_wins_over_older_and_decoys(agent):
+    # The newest sorts first by key, so picking by key would be wrong.
+    old = "f" + new_sha()[1:]
+    newest = "0" + new_sha()[1:]
+    agent.publish(old, app_files("old"))
+    agent.publish(newest, app_files("newest"))
+
+    # Decoys, all published later (newer LastModified) and all deployable
+    # archives with correct sidecars if the agent took them for artifacts.
+    decoy = harness.make_tar_gz(app_files("DECOY"))
+    side = lambda name: f"{harness.sha256_hex(decoy)}  {name}\n".encode()  # noqa: E731
+    upper = new_sha().upper()
+    nested = new_sha()
+    wrong_suffix = new_sha()
+    sidecar_only = new_sha()
+    too_long = new_sha() + "a"
+    p = agent.prefix
+    decoys = {
+        f"{p}{upper}.tar.gz": decoy,                       # upper-case hex
+        f"{p}x/{nested}.tar.gz": decoy,                    # nested folder
+        f"{p}{wrong_suffix}.tar.zst": decoy,               # wrong suffix
+        f"{p}{wrong_suffix}.zip": decoy,
+        f"{p}{sidecar_only}.tar.gz.sha256": side("x"),     # a sidecar alone
+        f"{p}latest.tar.gz": decoy,                        # other names
+        f"{p}release-{nested}.tar.gz": decoy,
+        f"{p}abc123.tar.gz": decoy,                        # 6 hex: too short
+        f"{p}{too_long}.tar.gz": decoy,                    # 41 hex: too long
+        f"{p}{'g' * 40}.tar.gz": decoy,                    # not hex
+        f"{p}{nested}.tar.gz.part": decoy,
+    }
+    for key in list(decoys):
+        if key.endswith((".tar.gz", ".tar.zst", ".zip")):
+            decoys[key + ".sha256"] = side(key.rsplit("/", 1)[1])
+    agent.wait_next_second()
+    agent.s3.put_many(decoys)
+
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == newest
+    assert (agent.root / "current" / "VERSION").read_bytes() == b"newest\n"
+    assert agent.releases() == [newest], "nothing but the newest should be fetched"
+
+
+@pytest.mark.slow
+def test_pagination_more_than_1000_keys(agent):
+    # 1100 matching keys (junk bodies, no sidecars) then the real newest one,
+    # whose key sorts last: it is only on the last page of the listing.
+    junk = {agent.key("e" + new_sha()[1:]): b"junk" for _ in range(1100)}
+    agent.s3.bulk_put(junk)
+    newest = "f" * 8 + new_sha()[8:]
+    agent.wait_next_second()
+    agent.publish(newest, app_files("paged"))
+
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == newest
+    lists = [(path, st) for m, path, st in agent.s3_requests()
+             if m == "GET" and "list-type=2" in path]
+    assert len(lists) >= 2, f"expected several pages, saw {lists}"
+    assert all(st == 200 for _, st in lists), lists
+    assert any("continuation-token=" in path for path, _ in lists)
+
+
+def test_prefix_with_space_and_plus(agent):
+    tag = uuid.uuid4().hex[:6]
+    agent.write_config(prefix=f"my app+x {tag}/")
+    sha = new_sha()
+    agent.publish(sha, app_files("spaced"))
+    # A newer artifact where '+' became a space: a client that sends a raw
+    # '+' in the query would list this prefix instead.
+    decoy_sha = new_sha()
+    agent.publish_raw(f"my app x {tag}/{decoy_sha}.tar.gz", harness.make_tar_gz(app_files("DECOY")))
+
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == sha
+    assert (agent.root / "current" / "VERSION").read_bytes() == b"spaced\n"
+    assert 403 not in agent_statuses(agent), agent.s3_requests()
+
+
+def deploy_first(agent, version="1.0"):
+    sha = new_sha()
+    agent.publish(sha, app_files(version))
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == sha
+    return sha
+
+
+def test_checksum_mismatch_is_rejected(agent):
+    good = deploy_first(agent)
+    bad = new_sha()
+    data = harness.make_tar_gz(app_files("tampered"))
+    agent.publish_archive(bad, data, sidecar_content=f"{'0' * 64}  {bad}.tar.gz\n")
+
+    r = agent.once()
+    assert r.returncode != 0
+    assert re.search(r"sha-?256.*mismatch", r.stderr, re.I), r.stderr
+    assert agent.current_sha() == good
+    assert (agent.root / "current" / "VERSION").read_bytes() == b"1.0\n"
+    assert bad not in agent.release_entries()
+    assert_no_staging(agent)
+
+
+def test_missing_sidecar_with_checksum_required_is_not_deployed(agent):
+    good = deploy_first(agent)
+    nosidecar = new_sha()
+    agent.publish_archive(nosidecar, harness.make_tar_gz(app_files("2.0")), sidecar=False)
+
+    r = agent.once()
+    assert agent.current_sha() == good
+    assert nosidecar not in agent.release_entries()
+    assert re.search(r"sidecar|\.sha256|not ready", r.stderr, re.I), \
+        "the log should say why the build was not deployed"
+
+
+def test_checksum_off_deploys_without_sidecar(agent):
+    agent.write_config(checksum="off")
+    sha = new_sha()
+    agent.publish_archive(sha, harness.make_tar_gz(app_files("unchecked")), sidecar=False)
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == sha
+    assert (agent.root / "current" / "VERSION").read_bytes() == b"unchecked\n"
+
+
+def test_already_current_changes_nothing(agent):
+    sha = deploy_first(agent)
+    link = os.lstat(agent.root / "current")
+    releases = agent.releases()
+    before = len(agent.s3_requests())
+
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    after = os.lstat(agent.root / "current")
+    assert agent.current_sha() == sha
+    assert (after.st_ino, after.st_mtime_ns) == (link.st_ino, link.st_mtime_ns), "current was rewritten"
+    assert agent.releases() == releases
+    artifact = f"/{harness.BUCKET}/" + agent.key(sha)
+    refetched = [req for req in agent.s3_requests()[before:]
+                 if req[0] == "GET" and urllib.parse.unquote(req[1].split('?')[0]) == artifact]
+    assert refetched == [], "the current build was downloaded again"
+
+
+def test_keep_releases_prunes_old_ones(agent):
+    agent.write_config(keep_releases="3")
+    shas = []
+    for i in range(5):
+        sha = new_sha()
+        agent.publish(sha, app_files(f"{i}"))
+        r = agent.once()
+        assert r.returncode == 0, r.stderr
+        shas.append(sha)
+    assert agent.current_sha() == shas[-1]
+    assert sorted(agent.releases()) == sorted(shas[-3:])
+    assert agent.state()["previous"] == shas[-2]
+    assert_no_staging(agent)
+
+
+def write_hook(agent, name, body):
+    path = agent.tmp / name
+    path.write_text("#!/bin/sh\n" + body)
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+def test_failing_pre_activate_stops_the_deploy(agent):
+    good = deploy_first(agent)
+    agent.write_config(pre_activate=write_hook(agent, "pre-fail.sh", "echo refusing >&2\nexit 3\n"))
+    sha = new_sha()
+    agent.publish(sha, app_files("2.0"))
+
+    r = agent.once()
+    assert r.returncode != 0
+    assert agent.current_sha() == good
+    assert (agent.root / "current" / "VERSION").read_bytes() == b"1.0\n"
+    assert "pre_activate" in r.stderr, r.stderr
+
+
+def test_hooks_see_deploy_environment(agent):
+    out = agent.tmp / "hooks.log"
+    body = (f'{{ echo "== $1"; /usr/bin/env | /bin/grep ^DEPLOY_ | /usr/bin/sort; '
+            f'echo "PWD=$(/bin/pwd -P)"; echo "CURRENT=$(/bin/readlink {agent.root}/current)"; }} >> {out}\n')
+    pre = write_hook(agent, "pre.sh", body.replace("$1", "pre"))
+    post = write_hook(agent, "post.sh", body.replace("$1", "post"))
+    agent.write_config(pre_activate=pre, post_activate=post)
+
+    sha1 = new_sha()
+    agent.publish(sha1, app_files("1.0"))
+    assert agent.once().returncode == 0
+    out.write_text("")
+    sha2 = new_sha()
+    agent.publish(sha2, app_files("2.0"))
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+
+    text = out.read_text()
+    blocks = {b.split("\n", 1)[0]: b for b in text.split("== ")[1:]}
+    assert set(blocks) == {"pre", "post"}, text
+    release = os.path.realpath(agent.root / "releases" / sha2)
+    for phase, block in blocks.items():
+        env = dict(line.split("=", 1) for line in block.splitlines()[1:] if "=" in line)
+        assert env["DEPLOY_SERVICE"] == "app"
+        assert env["DEPLOY_SHA"] == sha2
+        assert os.path.realpath(env["DEPLOY_RELEASE_DIR"]) == release
+        assert env["DEPLOY_PREVIOUS_SHA"] == sha1
+        assert env["PWD"] == release, f"{phase} hook should run in the new release"
+    pre_env = blocks["pre"]
+    post_env = blocks["post"]
+    assert f"CURRENT=releases/{sha1}" in pre_env, "pre_activate runs before the swap"
+    assert f"CURRENT=releases/{sha2}" in post_env, "post_activate runs after the swap"
+
+
+def test_wrong_credentials_fail_clearly(agent):
+    good = deploy_first(agent)
+    agent.write_config(_s3={"secret_access_key": "not-the-secret"})
+    agent.publish(new_sha(), app_files("2.0"))
+    before = len(agent.s3_requests())
+
+    r = agent.once()
+    assert r.returncode != 0
+    assert agent.current_sha() == good
+    assert len(agent.releases()) == 1
+    statuses = [st for _, _, st in agent.s3_requests()[before:]]
+    assert statuses and set(statuses) == {403}, agent.s3_requests()[before:]
+    assert "SignatureDoesNotMatch" in r.stderr or "403" in r.stderr, r.stderr
+
+
+def test_version_is_the_git_sha(agent_bin):
+    r = subprocess.run([str(agent_bin), "--version"], capture_output=True, text=True)
+    assert r.returncode == 0
+    m = re.search(r"\b([0-9a-f]{40})(-dirty)?\b", r.stdout)
+    assert m, f"--version printed {r.stdout!r}"
+    exists = subprocess.run(["git", "-C", str(harness.REPO), "cat-file", "-e", m.group(1) + "^{commit}"])
+    assert exists.returncode == 0, f"{m.group(1)} is not a commit of this repository"
+
+
+def test_check_config_names_file_line_and_key(agent):
+    r = agent.run("check-config")
+    assert r.returncode == 0, r.stderr
+
+    text = agent.config_path.read_text().splitlines()
+    line = text.index("keep_releases = 3") + 1
+    text[line - 1] = "keep_releases = lots"
+    agent.config_path.write_text("\n".join(text) + "\n")
+    r = agent.run("check-config")
+    assert r.returncode == 2
+    assert f"{agent.config_path}:{line}" in r.stderr, r.stderr
+    assert "keep_releases" in r.stderr
+
+    text[line - 1] = "colour = blue"
+    agent.config_path.write_text("\n".join(text) + "\n")
+    r = agent.run("check-config")
+    assert r.returncode == 2
+    assert f"{agent.config_path}:{line}" in r.stderr, r.stderr
+    assert "colour" in r.stderr
+
+    r = agent.once()
+    assert r.returncode == 2, "the agent must not run on a bad file"
+
+
+def test_example_config_passes_check_config(agent_bin):
+    r = subprocess.run([str(agent_bin), "-c", str(harness.REPO / "deploy.ini.example"), "check-config"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
