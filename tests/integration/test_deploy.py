@@ -340,3 +340,38 @@ def test_example_config_passes_check_config(agent_bin):
     r = subprocess.run([str(agent_bin), "-c", str(harness.REPO / "deploy.ini.example"), "check-config"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def env_without_aws(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(extra)
+    return env
+
+
+def test_env_credentials_with_session_token(agent):
+    agent.s3.proxy.add_credentials("ASIAENVTEST0001", "env-secret", "env-session-token")
+    agent.write_config(_s3={"credentials": "env", "access_key_id": None, "secret_access_key": None})
+    sha = new_sha()
+    agent.publish(sha, app_files("env"))
+
+    wrong = env_without_aws(AWS_ACCESS_KEY_ID="ASIAENVTEST0001", AWS_SECRET_ACCESS_KEY="env-secret",
+                            AWS_SESSION_TOKEN="stale-token")
+    r = agent.once(env=wrong)
+    assert r.returncode != 0
+    assert agent.current_sha() is None
+
+    right = dict(wrong, AWS_SESSION_TOKEN="env-session-token")
+    r = agent.once(env=right)
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == sha
+
+
+def test_static_credentials_with_session_token(agent):
+    agent.s3.proxy.add_credentials("ASIASTATIC00001", "static-secret", "static-token")
+    agent.write_config(_s3={"access_key_id": "ASIASTATIC00001", "secret_access_key": "static-secret",
+                            "session_token": "static-token"})
+    sha = new_sha()
+    agent.publish(sha, app_files("static"))
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == sha

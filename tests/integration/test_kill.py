@@ -52,12 +52,19 @@ def assert_consistent(agent, context="", releases_too=True):
     return sha
 
 
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return not f.read().rsplit(") ", 1)[1].startswith("Z")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
 def wait_gone(pids, timeout=10):
     deadline = time.monotonic() + timeout
     alive = list(pids)
     while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if os.path.exists(f"/proc/{p}") and
-                 not open(f"/proc/{p}/stat").read().split(") ")[1].startswith("Z")]
+        alive = [p for p in alive if _alive(p)]
         time.sleep(0.02)
     for p in alive:  # do not leave them to the next test; the assert says why
         try:
