@@ -141,3 +141,11 @@ def test_tampered_body_is_rejected(s3):
     conn.request("PUT", f"/{harness.BUCKET}/{key}", body=b"tampered", headers=dict(req.headers.items()))
     r = conn.getresponse()
     assert r.status == 400 and b"XAmzContentSHA256Mismatch" in r.read()
+
+
+def test_conditional_get_passes_through(s3, obj):
+    etag = client(s3.endpoint).head_object(Bucket=harness.BUCKET, Key=obj)["ETag"]
+    code, body = curl(s3, f"/{harness.BUCKET}/{obj}", headers=[f"If-None-Match: {etag}"])
+    assert (code, body) == (304, b"")
+    code, body = curl(s3, f"/{harness.BUCKET}/{obj}", headers=['If-None-Match: "other"'])
+    assert (code, body) == (200, b"hello world\n")
