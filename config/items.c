@@ -133,18 +133,31 @@ static int check_suffix(const ConfigItem *item, char *v, char **ret_problem) {
                          "must be one of .tar.gz | .tgz | .tar.zst | .tar.xz | .zip, got \"%s\"", v);
 }
 
-/* A minisign public key line: base64 of "Ed" + key id (8) + key (32), 42
- * bytes, so 56 characters without padding, always starting with "RW". */
-static int check_public_key(const ConfigItem *item, char *v, char **ret_problem) {
-        size_t n = strlen(v);
+/* One or more minisign public key lines, separated by blanks or commas:
+ * each is base64 of "Ed" + key id (8) + key (32), 42 bytes, so 56
+ * characters without padding, always starting with "RW". */
+static bool public_key_is_valid(const char *v, size_t n) {
         bool ok = n == 56 && strncmp(v, "RW", 2) == 0;
 
         for (size_t i = 0; ok && i < n; i++)
                 ok = isalnum((unsigned char) v[i]) || v[i] == '+' || v[i] == '/';
-        if (!ok)
+        return ok;
+}
+
+static int check_public_key(const ConfigItem *item, char *v, char **ret_problem) {
+        static const char separators[] = " \t\r\n,";
+        size_t n_keys = 0, n;
+        bool ok = true;
+
+        for (const char *p = v + strspn(v, separators); ok && *p; p += n + strspn(p + n, separators)) {
+                n = strcspn(p, separators);
+                ok = public_key_is_valid(p, n) && ++n_keys <= 16;
+        }
+        if (!ok || n_keys == 0)
                 return error_set(ret_problem, -EINVAL,
-                                 "must be a minisign public key (56 base64 characters, "
-                                 "the second line of the .pub file), got \"%s\"", v);
+                                 "must be one or more (up to 16) minisign public keys separated by blanks "
+                                 "or commas (56 base64 characters each, the second line of a .pub file), "
+                                 "got \"%s\"", v);
         return 0;
 }
 
