@@ -1,12 +1,17 @@
 /* step-discover.c: the discover worker (DESIGN.md section 3.1). Lists the
  * service's prefix, or reads its pointer object, and reports the newest
  * artifact with its ETag, LastModified, size and which sidecars exist, so
- * the supervisor can tell "nothing new" and "not ready yet" from a target. */
+ * the supervisor can tell "nothing new" and "not ready yet" from a target.
+ * In pointer mode the job's "pointer_etag" makes the GET conditional: an
+ * unchanged pointer costs one request answered 304, and the result is
+ * {"found":true,"not_modified":true}. */
 #define _GNU_SOURCE
+#include <inttypes.h>
 #include <jansson.h>
 
 #include "discover.h"
 #include "job.h"
+#include "log.h"
 #include "s3.h"
 #include "steps.h"
 #include "util.h"
@@ -21,6 +26,7 @@ typedef struct DiscoverJob {
         const char *suffix;
         bool pointer;
         const char *pointer_key;
+        const char *pointer_etag;      /* of the pointer last seen, or NULL */
 } DiscoverJob;
 
 /* The artifact key itself and its sidecars, from a listing of prefix=key. */
@@ -52,6 +58,7 @@ static int discover_job_parse(const json_t *job, DiscoverJob *ret, char **ret_er
                 .prefix = strempty(job_string(job, "prefix")),
                 .suffix = strempty(job_string(job, "suffix")),
                 .pointer_key = job_string(job, "pointer_key"),
+                .pointer_etag = job_string(job, "pointer_etag"),
         };
 
         if (job_s3_from_json(job, &j.s3) < 0)
@@ -61,6 +68,8 @@ static int discover_job_parse(const json_t *job, DiscoverJob *ret, char **ret_er
         if (select && !streq(select, "newest") && !streq(select, "pointer"))
                 return error_set(ret_error, -EINVAL, "job: \"select\" must be newest or pointer");
         j.pointer = select && streq(select, "pointer");
+        if (isempty(j.pointer_etag))
+                j.pointer_etag = NULL;
         if (j.pointer && isempty(j.pointer_key))
                 return error_set(ret_error, -EINVAL, "job: select = pointer needs \"pointer_key\"");
         *ret = j;
@@ -95,12 +104,24 @@ static int artifact_lookup(S3Client *c, const char *bucket, Artifact *a, char **
         return s3_list_objects(c, bucket, a->key, artifact_cb, a, ret_error);
 }
 
-static int result_found(const char *sha, const Artifact *a, json_t **ret) {
-        json_t *j = json_pack("{s:b,s:s,s:s,s:s,s:I,s:I,s:{s:b,s:b}}",
+static int result_found(const char *sha, const Artifact *a, const char *pointer_etag, json_t **ret) {
+        json_t *j = json_pack("{s:b,s:s,s:s,s:s,s:I,s:I,s:{s:b,s:b},s:s?}",
                               "found", 1, "sha", sha, "key", a->key, "etag", a->etag,
                               "last_modified", (json_int_t) a->last_modified_usec,
                               "size", (json_int_t) a->size,
-                              "sidecars", "sha256", a->sha256, "minisig", a->minisig);
+                              "sidecars", "sha256", a->sha256, "minisig", a->minisig,
+                              "pointer_etag", pointer_etag);
+        if (!j)
+                return -ENOMEM;
+        *ret = j;
+        return 0;
+}
+
+/* The pointer did not change since pointer_etag: the supervisor keeps the
+ * target it derived from it last time. */
+static int result_not_modified(const char *pointer_etag, json_t **ret) {
+        json_t *j = json_pack("{s:b,s:b,s:s}", "found", 1, "not_modified", 1, "pointer_etag", pointer_etag);
+
         if (!j)
                 return -ENOMEM;
         *ret = j;
@@ -145,37 +166,50 @@ static int discover_newest(S3Client *c, const DiscoverJob *j, json_t **ret, char
                 return r;
         if (!a.found)                  /* deleted between the two listings */
                 return result_not_found("the newest artifact disappeared while listing", ret);
-        return result_found(best.sha, &a, ret);
+        return result_found(best.sha, &a, NULL, ret);
 }
 
+/* One conditional GET; a 304 is the whole idle poll. A pointer naming an
+ * artifact that is not there yet returns no pointer_etag, so that the next
+ * poll reads the pointer again instead of getting a 304 for it. */
 static int discover_pointer(S3Client *c, const DiscoverJob *j, json_t **ret, char **ret_error) {
-        _cleanup_free_ char *body = NULL, *key = NULL, *reason = NULL;
+        _cleanup_(s3_small_object_done) S3SmallObject o = {};
+        _cleanup_free_ char *key = NULL, *reason = NULL;
         _cleanup_(artifact_done) Artifact a = {};
         char sha[41];
-        size_t n;
         int r;
 
-        r = s3_get_small(c, j->bucket, j->pointer_key, POINTER_MAX, &body, &n, ret_error);
+        r = s3_get_small(c, j->bucket, j->pointer_key, j->pointer_etag, POINTER_MAX, &o, ret_error);
         if (r == -ENOENT)
                 return result_not_found("the pointer object does not exist", ret);
         if (r < 0)
                 return r;
-        if (discover_parse_pointer(body, n, sha) < 0)
+        if (o.status == 304)
+                return result_not_modified(j->pointer_etag, ret);
+        if (discover_parse_pointer(o.body, o.len, sha) < 0)
                 return error_set(ret_error, -EBADMSG,
                                  "pointer s3://%s/%s does not start with a sha (7..40 lowercase hex)",
                                  j->bucket, j->pointer_key);
-        if (asprintf(&key, "%s%s%s", j->prefix, sha, j->suffix) < 0)
+        key = strdup_printf("%s%s%s", j->prefix, sha, j->suffix);
+        if (!key)
                 return -ENOMEM;
         a.key = key;
         r = artifact_lookup(c, j->bucket, &a, ret_error);
         if (r < 0)
                 return r;
         if (!a.found) {
-                if (asprintf(&reason, "the pointer names %s but %s does not exist (yet)", sha, key) < 0)
-                        return -ENOMEM;
-                return result_not_found(reason, ret);
+                reason = strdup_printf("the pointer names %s but %s does not exist (yet)", sha, key);
+                return reason ? result_not_found(reason, ret) : -ENOMEM;
         }
-        return result_found(sha, &a, ret);
+        return result_found(sha, &a, o.etag, ret);
+}
+
+static void log_stats(S3Client *c) {
+        S3Stats st;
+
+        s3_client_stats(c, &st);
+        log_debug("S3 requests %u (%u retries), %" PRIu64 " bytes received; IMDS requests %u; credentials %s",
+                  st.requests, st.retries, st.bytes_received, st.imds_requests, s3_client_credentials_source(c));
 }
 
 int step_discover(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
@@ -198,6 +232,7 @@ int step_discover(const json_t *job, WorkerContext *w, json_t **ret_result, bool
                 r = discover_pointer(c, &j, &result, ret_error);
         else
                 r = discover_newest(c, &j, &result, ret_error);
+        log_stats(c);
         if (r < 0)
                 return fail(ret_error, r, "discover");
         *ret_result = TAKE_PTR(result);

@@ -1,21 +1,27 @@
-/* step-fetch.c: the fetch worker (DESIGN.md section 3.2). Streams one
- * artifact into downloads/<sha><suffix>.part with its SHA-256 computed on
- * the way (flat memory whatever the size), checks it against the
- * <key>.sha256 sidecar and renames it into place. */
+/* step-fetch.c: the fetch worker (DESIGN.md section 3.2). Reads the
+ * artifact's <key>.sha256 and, when public_key is set, <key>.minisig first
+ * (a missing one means "not published yet": a plain failure, not a bad
+ * build), then streams the artifact into downloads/<sha><suffix>.part
+ * (fetch-download.c: hashed on the way, resumed after cuts), verifies both
+ * and renames it into place. Anything that is the artifact's own fault
+ * (checksum, bad or foreign signature, legacy signature, a signature naming
+ * another file) deletes the download and sets bad. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <sodium.h>
-#include <time.h>
 
+#include "fetch-download.h"
 #include "fetch.h"
 #include "job.h"
+#include "log.h"
+#include "minisign.h"
 #include "s3.h"
 #include "steps.h"
 #include "util.h"
 #include "worker.h"
 
-#define PROGRESS_INTERVAL_USEC (250 * USEC_PER_MSEC)
 #define DEFAULT_MAX_ARTIFACT_SIZE (UINT64_C(2) << 30)
 
 typedef struct FetchJob {
@@ -27,20 +33,21 @@ typedef struct FetchJob {
         const char *etag;              /* expected, or NULL */
         const char *downloads_dir;
         bool checksum;
+        bool resume;
         uint64_t max_size;
+        MinisignKey keys[MINISIGN_KEYS_MAX];
+        size_t n_keys;                 /* 0: no signature required */
 } FetchJob;
 
-/* The state of one streamed download. bytes and hash are where a resume
- * would pick up; today every download starts at byte 0. */
-typedef struct Download {
-        WorkerContext *w;
-        int fd;
-        crypto_hash_sha256_state hash;
-        uint64_t bytes;                /* written to fd and hashed */
-        uint64_t total;                /* 0: unknown */
-        uint64_t reported_usec;
-        int write_error;
-} Download;
+/* What the sidecars say. */
+typedef struct Expect {
+        char sha256[65];
+        MinisignSignature sig;
+} Expect;
+
+static void expect_done(Expect *e) {
+        minisign_signature_done(&e->sig);
+}
 
 /* Keep the first message: s3 and the parsers explain themselves. */
 static int fail(char **ret_error, int r, const char *what) {
@@ -49,15 +56,21 @@ static int fail(char **ret_error, int r, const char *what) {
         return error_set(ret_error, r, "%s: %s", what, strerror(-r));
 }
 
-static bool public_key_is_set(const json_t *job) {
-        json_t *v = json_object_get(job, "public_key");
+static int parse_keys(const json_t *job, FetchJob *j, char **ret_error) {
+        const char *keys = job_string(job, "public_key");
 
-        return v && !json_is_null(v) && !(json_is_string(v) && isempty(json_string_value(v)));
+        if (isempty(keys))
+                return 0;
+        if (minisign_parse_public_keys(keys, j->keys, &j->n_keys) < 0)
+                return error_set(ret_error, -EINVAL,
+                                 "job: \"public_key\" must be up to %d minisign public keys", MINISIGN_KEYS_MAX);
+        return 0;
 }
 
-static int fetch_job_parse(const json_t *job, FetchJob *ret, char **ret_error) {
+static int fetch_job_parse(const json_t *job, FetchJob *j, char **ret_error) {
         const char *checksum = job_string(job, "checksum");
-        FetchJob j = {
+
+        *j = (FetchJob) {
                 .bucket = job_string(job, "bucket"),
                 .key = job_string(job, "key"),
                 .sha = job_string(job, "sha"),
@@ -65,161 +78,125 @@ static int fetch_job_parse(const json_t *job, FetchJob *ret, char **ret_error) {
                 .etag = job_string(job, "etag"),
                 .downloads_dir = job_string(job, "downloads_dir"),
                 .checksum = !checksum || streq(checksum, "required"),
+                .resume = job_bool(job, "resume", false),
                 .max_size = job_uint64(job, "max_artifact_size", DEFAULT_MAX_ARTIFACT_SIZE),
         };
-
-        if (job_s3_from_json(job, &j.s3) < 0)
+        if (job_s3_from_json(job, &j->s3) < 0)
                 return error_set(ret_error, -EINVAL, "job: missing or invalid \"s3\"");
-        if (isempty(j.bucket) || isempty(j.key))
+        if (isempty(j->bucket) || isempty(j->key))
                 return error_set(ret_error, -EINVAL, "job: missing \"bucket\" or \"key\"");
-        if (!fetch_file_name_is_valid(j.sha, j.suffix))
+        if (!fetch_file_name_is_valid(j->sha, j->suffix))
                 return error_set(ret_error, -EINVAL, "job: invalid \"sha\" or \"suffix\"");
-        if (!j.downloads_dir || j.downloads_dir[0] != '/')
+        if (!j->downloads_dir || j->downloads_dir[0] != '/')
                 return error_set(ret_error, -EINVAL, "job: \"downloads_dir\" must be an absolute path");
         if (checksum && !streq(checksum, "required") && !streq(checksum, "off"))
                 return error_set(ret_error, -EINVAL, "job: \"checksum\" must be required or off");
-        if (public_key_is_set(job))
-                return error_set(ret_error, -EOPNOTSUPP,
-                                 "public_key is set but signature verification is not built yet");
-        if (isempty(j.etag))
-                j.etag = NULL;
-        *ret = j;
-        return 0;
+        if (isempty(j->etag))
+                j->etag = NULL;
+        return parse_keys(job, j, ret_error);
 }
 
-/* A missing sidecar means "not published yet", a malformed one a CI
- * mistake that a re-upload fixes: neither marks the artifact bad. */
-static int fetch_sidecar(S3Client *c, const FetchJob *j, char ret_hex[static 65], char **ret_error) {
-        _cleanup_free_ char *key = NULL, *body = NULL;
-        size_t n;
+/* GET <key><ext>; a missing one means "not published yet". */
+static int get_sidecar(S3Client *c, const FetchJob *j, const char *ext, size_t max, const char *what,
+                       S3SmallObject *ret, char **ret_error) {
+        _cleanup_free_ char *key = strdup_printf("%s%s", j->key, ext);
         int r;
 
-        if (asprintf(&key, "%s.sha256", j->key) < 0)
+        if (!key)
                 return -ENOMEM;
-        r = s3_get_small(c, j->bucket, key, FETCH_SIDECAR_MAX, &body, &n, ret_error);
+        r = s3_get_small(c, j->bucket, key, NULL, max, ret, ret_error);
         if (r == -ENOENT)
-                return error_set(ret_error, r, "checksum sidecar %s not found", key);
-        if (r < 0)
-                return r;
-        r = fetch_parse_sidecar(body, n, ret_hex);
-        if (r < 0)
-                return error_set(ret_error, r, "checksum sidecar %s is neither sha256sum output nor bare hex", key);
-        return 0;
+                return error_set(ret_error, r, "%s s3://%s/%s not found (not uploaded yet?)", what, j->bucket, key);
+        return r;
 }
 
-static void download_progress(Download *d, bool force) {
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
-
-        if (!force && now - d->reported_usec < PROGRESS_INTERVAL_USEC)
-                return;
-        worker_send_progress(d->w, d->bytes, d->total);
-        d->reported_usec = now;
-}
-
-static int download_headers(const S3GetResponse *r, void *userdata) {
-        Download *d = userdata;
-
-        d->total = r->total_size ?: r->content_length;
-        download_progress(d, true);
-        return 0;
-}
-
-static int download_data(const void *data, size_t n, void *userdata) {
-        Download *d = userdata;
+/* A malformed sidecar is a CI mistake that a re-upload fixes: not bad. */
+static int fetch_checksum(S3Client *c, const FetchJob *j, Expect *e, char **ret_error) {
+        _cleanup_(s3_small_object_done) S3SmallObject o = {};
         int r;
 
-        r = loop_write(d->fd, data, n);
-        if (r < 0) {
-                d->write_error = r;
+        r = get_sidecar(c, j, ".sha256", FETCH_SIDECAR_MAX, "checksum sidecar", &o, ret_error);
+        if (r < 0)
                 return r;
+        if (fetch_parse_sidecar(o.body, o.len, e->sha256) < 0)
+                return error_set(ret_error, -EBADMSG,
+                                 "checksum sidecar %s.sha256 is neither sha256sum output nor bare hex", j->key);
+        return 0;
+}
+
+/* A legacy signature is refused for good (bad); garbage is not. */
+static int fetch_signature(S3Client *c, const FetchJob *j, Expect *e, bool *ret_bad, char **ret_error) {
+        _cleanup_(s3_small_object_done) S3SmallObject o = {};
+        _cleanup_free_ char *why = NULL;
+        int r;
+
+        r = get_sidecar(c, j, ".minisig", MINISIGN_SIG_FILE_MAX, "signature", &o, ret_error);
+        if (r < 0)
+                return r;
+        r = minisign_parse_signature(o.body, o.len, &e->sig, &why);
+        if (r == -EPROTONOSUPPORT)
+                *ret_bad = true;
+        if (r < 0)
+                return error_set(ret_error, r, "signature %s.minisig rejected: %s", j->key, strempty(why));
+        return 0;
+}
+
+static int verify(const FetchJob *j, FetchDownload *d, const Expect *e, bool *ret_bad, char **ret_error) {
+        _cleanup_free_ char *file = NULL, *why = NULL;
+        char hex[65];
+        int r;
+
+        sodium_bin2hex(hex, sizeof(hex), d->sha256, sizeof(d->sha256));
+        if (j->checksum && !streq(e->sha256, hex)) {
+                *ret_bad = true;
+                return error_set(ret_error, -EBADMSG, "sha256 mismatch for %s: expected %s, got %s", j->key,
+                                 e->sha256, hex);
         }
-        crypto_hash_sha256_update(&d->hash, data, n);
-        d->bytes += n;
-        download_progress(d, false);
-        return 0;
-}
-
-static int fetch_download(S3Client *c, const FetchJob *j, int dir_fd, const char *part, Download *d,
-                          S3GetResponse *ret_response, char **ret_error) {
-        _cleanup_(s3_get_response_done) S3GetResponse resp = {};
-        _cleanup_close_ int fd = -1;
-        S3GetRequest req = { .if_match = j->etag, .max_bytes = j->max_size, .on_headers = download_headers };
-        int r;
-
-        fd = openat(dir_fd, part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return error_set(ret_error, -errno, "cannot create %s/%s: %m", j->downloads_dir, part);
-        d->fd = fd;
-        crypto_hash_sha256_init(&d->hash);
-        r = s3_get_object(c, j->bucket, j->key, &req, download_data, d, &resp, ret_error);
-        if (r < 0 && d->write_error < 0)
-                return error_set(ret_error, d->write_error, "writing %s/%s: %s", j->downloads_dir, part,
-                                 strerror(-d->write_error));
-        if (r < 0)
+        if (j->n_keys == 0)
+                return 0;
+        file = strdup_printf("%s%s", j->sha, j->suffix);
+        if (!file)
+                return -ENOMEM;
+        r = minisign_verify(j->keys, j->n_keys, &e->sig, d->blake2b_hash, file, &why);
+        if (r == -ENOMEM || r == -EIO)
                 return r;
-        if (resp.status != 200)
-                return error_set(ret_error, -EIO, "GET s3://%s/%s: unexpected HTTP %ld", j->bucket, j->key,
-                                 resp.status);
-        /* s3rver (and maybe others) ignore If-Match: check it ourselves. */
-        if (j->etag && !streq_ptr(resp.etag, j->etag))
-                return error_set(ret_error, -ESTALE, "s3://%s/%s changed: ETag %s, expected %s", j->bucket,
-                                 j->key, strempty(resp.etag), j->etag);
-        if (fsync(fd) < 0)
-                return error_set(ret_error, -errno, "fsync %s/%s: %m", j->downloads_dir, part);
-        download_progress(d, true);
-        *ret_response = resp;
-        resp = (S3GetResponse) {};
+        if (r < 0) {
+                *ret_bad = true;
+                return error_set(ret_error, r, "signature check of %s failed: %s", j->key, strempty(why));
+        }
         return 0;
 }
 
-/* A transfer cut by the network leaves its .part for a resume; any other
- * failure (full disk, too large, object replaced) leaves nothing behind. */
-static bool download_was_cut(int r) {
-        return r == -ECONNRESET || r == -ETIMEDOUT;
+static void on_progress(uint64_t bytes, uint64_t total, void *userdata) {
+        worker_send_progress(userdata, bytes, total);
 }
 
-static int fetch_commit(int dir_fd, const FetchJob *j, const char *part, const char *file, char **ret_error) {
-        if (renameat(dir_fd, part, dir_fd, file) < 0)
-                return error_set(ret_error, -errno, "rename %s/%s: %m", j->downloads_dir, part);
-        if (fsync(dir_fd) < 0)
-                return error_set(ret_error, -errno, "fsync %s: %m", j->downloads_dir);
-        return 0;
-}
-
-static int fetch_result(const FetchJob *j, const char *file, const char *sha256, uint64_t size,
-                        const char *etag, json_t **ret) {
+static int fetch_result(const FetchJob *j, const char *file, const FetchDownload *d, json_t **ret) {
         _cleanup_free_ char *path = NULL;
         size_t n = strlen(j->downloads_dir);
+        char hex[65];
         json_t *v;
 
         while (n > 1 && j->downloads_dir[n - 1] == '/')
                 n--;
-        if (asprintf(&path, "%.*s/%s", (int) n, j->downloads_dir, file) < 0)
+        path = strdup_printf("%.*s/%s", (int) n, j->downloads_dir, file);
+        if (!path)
                 return -ENOMEM;
-        v = json_pack("{s:s,s:s,s:I,s:s?}", "path", path, "sha256", sha256, "size", (json_int_t) size,
-                      "etag", etag);
+        sodium_bin2hex(hex, sizeof(hex), d->sha256, sizeof(d->sha256));
+        v = json_pack("{s:s,s:s,s:I,s:s?,s:s?,s:i,s:i,s:i,s:i,s:I,s:I}", "path", path, "sha256", hex,
+                      "size", (json_int_t) d->size, "etag", d->etag_seen,
+                      "signature", j->n_keys > 0 ? "verified" : NULL,
+                      "requests", (int) d->requests, "retries", (int) d->retries, "resumes", (int) d->resumes,
+                      "restarts", (int) d->restarts, "downloaded", (json_int_t) d->downloaded,
+                      "reused", (json_int_t) d->reused);
         if (!v)
                 return -ENOMEM;
         *ret = v;
         return 0;
 }
 
-static int fetch_verify(int dir_fd, const FetchJob *j, const char *part, Download *d, const char *expected,
-                        char ret_hex[static 65], bool *ret_bad, char **ret_error) {
-        unsigned char digest[crypto_hash_sha256_BYTES];
-
-        crypto_hash_sha256_final(&d->hash, digest);
-        sodium_bin2hex(ret_hex, 65, digest, sizeof(digest));
-        if (!j->checksum || streq(expected, ret_hex))
-                return 0;
-        (void) unlinkat(dir_fd, part, 0);
-        *ret_bad = true;
-        return error_set(ret_error, -EBADMSG, "sha256 mismatch for %s: expected %s, got %s", j->key, expected,
-                         ret_hex);
-}
-
 /* Acquire the directory and the client while privileged; nothing here
- * reads untrusted bytes. */
+ * reads untrusted bytes or talks to the network. */
 static int fetch_acquire(const FetchJob *j, int *ret_dir_fd, S3Client **ret_client, char **ret_error) {
         _cleanup_close_ int dir_fd = -1;
         int r;
@@ -236,13 +213,49 @@ static int fetch_acquire(const FetchJob *j, int *ret_dir_fd, S3Client **ret_clie
         return 0;
 }
 
+static void log_stats(const FetchJob *j, const FetchDownload *d, S3Client *c) {
+        S3Stats st;
+
+        s3_client_stats(c, &st);
+        log_info("fetched %s: %" PRIu64 " bytes, %" PRIu64 " downloaded, %" PRIu64
+                 " re-hashed from an earlier .part; artifact GETs %u (%u resumed, %u restarts, %u retries); "
+                 "S3 requests %u, IMDS requests %u, credentials %s",
+                 j->key, d->size, d->downloaded, d->reused, d->requests, d->resumes, d->restarts, d->retries,
+                 st.requests, st.imds_requests, s3_client_credentials_source(c));
+}
+
+static int download_and_verify(S3Client *c, const FetchJob *j, FetchDownload *d, bool *ret_bad,
+                               char **ret_error) {
+        _cleanup_(expect_done) Expect e = {};
+        _cleanup_free_ char *file = NULL;
+        int r;
+
+        if (j->checksum && (r = fetch_checksum(c, j, &e, ret_error)) < 0)
+                return fail(ret_error, r, "checksum sidecar");
+        if (j->n_keys > 0 && (r = fetch_signature(c, j, &e, ret_bad, ret_error)) < 0)
+                return fail(ret_error, r, "signature");
+        r = fetch_download(d, ret_error);
+        if (r < 0 && !d->keep_part)
+                fetch_download_discard(d);
+        if (r < 0)
+                return fail(ret_error, r, "download");
+        log_stats(j, d, c);
+        r = verify(j, d, &e, ret_bad, ret_error);
+        if (r < 0) {
+                fetch_download_discard(d);
+                return fail(ret_error, r, "verify");
+        }
+        file = strdup_printf("%s%s", j->sha, j->suffix);
+        if (!file)
+                return -ENOMEM;
+        return fetch_download_commit(d, file, ret_error);
+}
+
 int step_fetch(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
         _cleanup_s3_client_ S3Client *c = NULL;
         _cleanup_close_ int dir_fd = -1;
         _cleanup_free_ char *file = NULL, *part = NULL;
-        _cleanup_(s3_get_response_done) S3GetResponse resp = {};
-        Download d = { .w = w, .fd = -1 };
-        char expected[65] = "", actual[65];
+        _cleanup_(fetch_download_done) FetchDownload d = {};
         FetchJob j;
         int r;
 
@@ -256,21 +269,18 @@ int step_fetch(const json_t *job, WorkerContext *w, json_t **ret_result, bool *r
         r = worker_drop_privileges(w);
         if (r < 0)
                 return fail(ret_error, r, "dropping privileges");
-        if (j.checksum && (r = fetch_sidecar(c, &j, expected, ret_error)) < 0)
-                return fail(ret_error, r, "checksum sidecar");
-        if (asprintf(&file, "%s%s", j.sha, j.suffix) < 0 || asprintf(&part, "%s.part", file) < 0)
+        file = strdup_printf("%s%s", j.sha, j.suffix);
+        part = strdup_printf("%s%s.part", j.sha, j.suffix);
+        if (!file || !part)
                 return -ENOMEM;
-        r = fetch_download(c, &j, dir_fd, part, &d, &resp, ret_error);
-        if (r < 0 && !download_was_cut(r))
-                (void) unlinkat(dir_fd, part, 0);
-        if (r < 0)
-                return fail(ret_error, r, "download");
-        r = fetch_verify(dir_fd, &j, part, &d, expected, actual, ret_bad, ret_error);
-        if (r < 0)
-                return r;
-        r = fetch_commit(dir_fd, &j, part, file, ret_error);
+        d = (FetchDownload) {
+                .client = c, .bucket = j.bucket, .key = j.key, .dir_fd = dir_fd, .dir = j.downloads_dir,
+                .part = part, .etag = j.etag, .max_size = j.max_size, .resume = j.resume,
+                .blake2b = j.n_keys > 0, .progress = on_progress, .userdata = w,
+        };
+        r = download_and_verify(c, &j, &d, ret_bad, ret_error);
         if (r < 0)
                 return r;
-        r = fetch_result(&j, file, actual, d.bytes, resp.etag, ret_result);
+        r = fetch_result(&j, file, &d, ret_result);
         return r < 0 ? fail(ret_error, r, "result") : 0;
 }
