@@ -3,11 +3,10 @@
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <signal.h>
-#include <sys/resource.h>
 
 #include "config.h"
 #include "log.h"
-#include "pipeline.h"
+#include "manager.h"
 #include "util.h"
 #include "version.h"
 #include "worker.h"
@@ -59,35 +58,44 @@ static int cmd_check_config(const char *path, int argc, char **argv) {
         return EXIT_OK;
 }
 
+/* VmHWM, not getrusage(): ru_maxrss survives execve and would report the
+ * peak of whatever ran this process before (a shell, a test runner). */
 static void log_peak_rss(void) {
-        struct rusage ru;
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+        char line[256];
 
-        if (getrusage(RUSAGE_SELF, &ru) >= 0)
-                log_debug("supervisor: peak RSS %ld KiB", ru.ru_maxrss);
+        while (f && fgets(line, sizeof line, f))
+                if (strncmp(line, "VmHWM:", 6) == 0)
+                        log_debug("supervisor: peak RSS %ld KiB", strtol(line + 6, NULL, 10));
+}
+
+static int run_manager(const char *path, bool once, const char *service) {
+        Manager *m = NULL;
+        int r;
+
+        r = manager_new(path, once, service, &m);
+        if (r == -ENOENT)
+                return EXIT_UNKNOWN_SERVICE;
+        if (r < 0)
+                return EXIT_USAGE;
+        if (!once)
+                log_info("deploy-agent %s starting", DEPLOY_AGENT_VERSION);
+        r = manager_run(m);
+        manager_free(m);
+        log_peak_rss();
+        return r == 0 ? EXIT_OK : EXIT_FAILED;
 }
 
 static int cmd_once(const char *path, int argc, char **argv) {
-        _cleanup_config_ Config *cfg = NULL;
-        int failed = 0;
-
         if (argc > 2)
                 return log_error("once: takes at most one SERVICE"), EXIT_USAGE;
-        if (load_config(path, &cfg) < 0)
-                return EXIT_USAGE;
-        log_set_max_level(cfg->agent.log_level);
-        if (argc == 2 && !config_find_service(cfg, argv[1]))
-                return log_error("unknown service \"%s\"", argv[1]), EXIT_UNKNOWN_SERVICE;
-        for (size_t i = 0; i < cfg->n_services; i++) {
-                const ServiceConfig *svc = &cfg->services[i];
-                if (argc == 2 && !streq(svc->name, argv[1]))
-                        continue;
-                if (pipeline_once(cfg, svc) < 0)
-                        failed++;
-        }
-        log_peak_rss();
-        if (failed)
-                log_error("%d service%s not deployed", failed, failed == 1 ? "" : "s");
-        return failed ? EXIT_FAILED : EXIT_OK;
+        return run_manager(path, true, argc == 2 ? argv[1] : NULL);
+}
+
+static int cmd_run(const char *path, int argc, char **argv) {
+        if (argc > 1)
+                return log_error("run: unexpected argument \"%s\"", argv[1]), EXIT_USAGE;
+        return run_manager(path, false, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -126,7 +134,7 @@ int main(int argc, char **argv) {
         if (streq(cmd, "once"))
                 return cmd_once(config_path, argc, argv);
         if (streq(cmd, "run"))
-                return log_error("run: the daemon is not built yet; use \"once\""), EXIT_USAGE;
+                return cmd_run(config_path, argc, argv);
         log_error("unknown command \"%s\"; see --help", cmd);
         return EXIT_USAGE;
 }

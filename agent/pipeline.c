@@ -1,416 +1,424 @@
 /* pipeline.c: the supervisor's side of one deploy. It builds each step's
- * job from the config, runs it in a worker, and records what happened in
- * state.json; it never touches the artifact's bytes itself. */
+ * job from the config, runs it in a worker, moves to the next step when
+ * the worker reports, and records every step in state.json before it
+ * runs. It never touches the artifact's bytes itself. */
 #define _GNU_SOURCE
 #include "pipeline.h"
 
 #include <fcntl.h>
-#include <grp.h>
-#include <limits.h>
-#include <pwd.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "fs-util.h"
 #include "job.h"
 #include "log.h"
-#include "state.h"
+#include "manager.h"
+#include "pipeline-jobs.h"
 #include "util.h"
 #include "worker.h"
 
-#define WORKER_AS_LIMIT (UINT64_C(1) << 30)
+typedef enum Step {
+        STEP_DISCOVER,
+        STEP_FETCH,
+        STEP_UNPACK,
+        STEP_ACTIVATE,
+        STEP_RESTART,
+        STEP_ROLLBACK,                 /* activate the previous release again */
+        STEP_ROLLBACK_RESTART,
+        STEP_PRUNE,
+        _STEP_MAX,
+} Step;
 
-typedef struct Target {
-        char *sha;
-        char *key;
-        char *etag;
-        uint64_t last_modified_usec;
-} Target;
+static const char *const step_names[_STEP_MAX] = {
+        [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
+        [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart", [STEP_ROLLBACK] = "rollback",
+        [STEP_ROLLBACK_RESTART] = "rollback-restart", [STEP_PRUNE] = "prune",
+};
 
-typedef struct Deploy {
-        const Config *cfg;
-        const ServiceConfig *svc;
-        const char *name;
-        char state_path[PATH_MAX];
-        char downloads_dir[PATH_MAX];
-        char releases_dir[PATH_MAX];
-        ServiceState *state;
-        bool drop;                     /* running as root: workers switch users */
-        uid_t worker_uid, owner_uid;
-        gid_t worker_gid, owner_gid;
-        Target target;
+/* The worker program each step runs. */
+static const char *const step_workers[_STEP_MAX] = {
+        [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
+        [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart", [STEP_ROLLBACK] = "activate",
+        [STEP_ROLLBACK_RESTART] = "restart", [STEP_PRUNE] = "prune",
+};
+
+struct Pipeline {
+        Service *service;
+        PipelineKind kind;
+        Step step;
+        Worker *worker;
+        Target target;                 /* the build being deployed */
+        char *previous;                /* what was current before the swap */
+        char *failure;                 /* why the new build failed after the swap */
+        char *archive;                 /* the verified download */
         uint64_t progress_mark;
-} Deploy;
+        bool stopped;                  /* the agent is shutting down */
+};
 
-static void target_done(Target *t) {
-        free(t->sha);
-        free(t->key);
-        free(t->etag);
-        *t = (Target) {};
+static void run_step(Pipeline *p, Step step);
+
+const char *pipeline_step_name(const Pipeline *p) {
+        return step_names[p->step];
 }
 
-/* ---- users ---- */
+static Pipeline *pipeline_free(Pipeline *p) {
+        pipeline_target_done(&p->target);
+        free(p->previous);
+        free(p->failure);
+        free(p->archive);
+        free(p);
+        return NULL;
+}
 
-static int resolve_user(const char *spec, uid_t *ret_uid, gid_t *ret_gid) {
-        _cleanup_free_ char *user = strdup(spec);
-        char *group;
-        struct passwd *pw;
-        struct group *gr;
+static int set_in_flight(Pipeline *p, const char *step) {
+        ServiceState *st = p->service->state;
 
-        if (!user)
+        if (state_set(&st->in_flight_step, step) < 0 ||
+            state_set(&st->in_flight_sha, step ? p->target.sha : NULL) < 0 ||
+            state_set(&st->in_flight_previous, step ? p->previous : NULL) < 0)
                 return -ENOMEM;
-        group = strchr(user, ':');
-        if (group)
-                *group++ = '\0';
-        pw = getpwnam(user);
-        if (!pw)
-                return -ESRCH;
-        *ret_uid = pw->pw_uid;
-        *ret_gid = pw->pw_gid;
-        if (group) {
-                gr = getgrnam(group);
-                if (!gr)
-                        return -ESRCH;
-                *ret_gid = gr->gr_gid;
-        }
-        return 0;
+        return service_save_state(p->service);
 }
 
-static int resolve_users(Deploy *d) {
-        const char *owner = d->svc->owner ?: d->cfg->agent.worker_user;
+static void finish(Pipeline *p, int r) {
+        Service *s = p->service;
 
-        d->drop = geteuid() == 0;
-        if (!d->drop)
-                return 0;
-        if (resolve_user(d->cfg->agent.worker_user, &d->worker_uid, &d->worker_gid) < 0)
-                return log_error_errno(-ESRCH, "%s: worker_user \"%s\" does not exist", d->name,
-                                       d->cfg->agent.worker_user);
-        if (resolve_user(owner, &d->owner_uid, &d->owner_gid) < 0)
-                return log_error_errno(-ESRCH, "%s: owner \"%s\" does not exist", d->name, owner);
-        if (d->worker_uid == 0 || d->owner_uid == 0)
-                return log_error_errno(-EPERM, "%s: workers must not run as root (worker_user/owner)", d->name);
-        return 0;
+        (void) set_in_flight(p, NULL);
+        s->pipeline = NULL;
+        pipeline_free(p);
+        service_pipeline_done(s, r);
 }
 
-/* ---- directories ---- */
+static void fail(Pipeline *p, int r, const char *error) {
+        Service *s = p->service;
 
-static int prepare_dirs(Deploy *d) {
-        const char *state_dir = d->cfg->agent.state_dir;
-        int r;
-
-        snprintf(d->state_path, sizeof d->state_path, "%s/%s/state.json", state_dir, d->name);
-        snprintf(d->downloads_dir, sizeof d->downloads_dir, "%s/%s/downloads", state_dir, d->name);
-        snprintf(d->releases_dir, sizeof d->releases_dir, "%s/releases", d->svc->root);
-        if ((r = mkdir_p(d->downloads_dir, 0750)) < 0 || (r = mkdir_p(d->svc->root, 0755)) < 0)
-                return log_error_errno(r, "%s: creating %s or %s: %m", d->name, d->downloads_dir, d->svc->root);
-        if (d->drop && chown(d->downloads_dir, d->worker_uid, d->worker_gid) < 0)
-                return log_error_errno(-errno, "%s: chown %s: %m", d->name, d->downloads_dir);
-        return 0;
+        log_error("%s: %s", s->name, error);
+        (void) state_set(&s->state->last_error, error);
+        finish(p, r < 0 ? r : -EIO);
 }
 
-/* ---- jobs ---- */
+static void mark_bad(Pipeline *p, const char *reason, const char *outcome) {
+        ServiceState *st = p->service->state;
+        uint64_t now = now_usec(CLOCK_REALTIME);
 
-static json_t *job_new(const Deploy *d, bool unprivileged, uid_t uid, gid_t gid, uint64_t fsize) {
-        uint64_t timeout_sec = d->svc->step_timeout_usec / USEC_PER_SEC;
-        json_t *job = json_pack("{s:s,s:i,s:{s:I,s:I}}", "service", d->name,
-                                "log_level", log_get_max_level(),
-                                "limits", "cpu_sec", (json_int_t) timeout_sec, "nofile", (json_int_t) 256);
-        json_t *limits = json_object_get(job, "limits");
-
-        if (!job)
-                return NULL;
-        if (unprivileged) {
-                json_object_set_new(limits, "as_bytes", json_integer((json_int_t) WORKER_AS_LIMIT));
-                if (d->drop)
-                        json_object_set_new(job, "run_as", json_pack("{s:I,s:I}", "uid", (json_int_t) uid,
-                                                                     "gid", (json_int_t) gid));
-        }
-        if (fsize > 0)
-                json_object_set_new(limits, "fsize_bytes", json_integer((json_int_t) fsize));
-        return job;
+        log_error("%s: marking %s bad: %s", p->service->name, p->target.sha, reason);
+        (void) state_mark_bad(st, p->target.sha, p->target.etag, reason, now);
+        (void) state_add_history(st, p->target.sha, p->previous, outcome, reason, now);
 }
 
-static json_t *job_discover(const Deploy *d) {
-        json_t *job = job_new(d, true, d->worker_uid, d->worker_gid, 0);
-
-        if (job && json_object_update_new(job, json_pack("{s:o,s:s,s:s,s:s,s:s,s:s?}",
-                        "s3", job_s3_to_json(&d->cfg->s3), "bucket", d->svc->bucket,
-                        "prefix", d->svc->prefix, "suffix", d->svc->suffix,
-                        "select", select_mode_to_string(d->svc->select),
-                        "pointer_key", d->svc->pointer_key)) < 0)
-                return json_decref(job), NULL;
-        return job;
-}
-
-static json_t *job_fetch(const Deploy *d) {
-        const ServiceConfig *s = d->svc;
-        json_t *job = job_new(d, true, d->worker_uid, d->worker_gid, s->max_artifact_size + 65536);
-
-        if (job && json_object_update_new(job, json_pack("{s:o,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s?,s:I}",
-                        "s3", job_s3_to_json(&d->cfg->s3), "bucket", s->bucket, "key", d->target.key,
-                        "sha", d->target.sha, "suffix", s->suffix, "etag", d->target.etag,
-                        "downloads_dir", d->downloads_dir, "checksum", checksum_mode_to_string(s->checksum),
-                        "public_key", s->public_key, "max_artifact_size", (json_int_t) s->max_artifact_size)) < 0)
-                return json_decref(job), NULL;
-        return job;
-}
-
-static json_t *job_unpack(const Deploy *d, const char *archive) {
-        const ServiceConfig *s = d->svc;
-        json_t *job = job_new(d, true, d->owner_uid, d->owner_gid, s->max_unpacked_size);
-
-        if (job && json_object_update_new(job, json_pack("{s:s,s:s,s:s,s:I,s:I}",
-                        "archive", archive, "releases_dir", d->releases_dir, "sha", d->target.sha,
-                        "max_unpacked_size", (json_int_t) s->max_unpacked_size,
-                        "max_entries", (json_int_t) s->max_entries)) < 0)
-                return json_decref(job), NULL;
-        return job;
-}
-
-static json_t *job_activate(const Deploy *d) {
-        const ServiceConfig *s = d->svc;
-        json_t *job = job_new(d, false, 0, 0, 0);
-
-        if (job && json_object_update_new(job, json_pack("{s:s,s:s,s:s?,s:s?,s:I}",
-                        "root", s->root, "sha", d->target.sha, "pre_activate", s->pre_activate,
-                        "post_activate", s->post_activate,
-                        "hook_timeout_usec", (json_int_t) s->step_timeout_usec)) < 0)
-                return json_decref(job), NULL;
-        return job;
-}
-
-static json_t *job_prune(const Deploy *d) {
-        json_t *job = job_new(d, false, 0, 0, 0);
-        json_t *protect = json_array();
-
-        if (d->state->current)
-                json_array_append_new(protect, json_string(d->state->current));
-        if (d->state->previous)
-                json_array_append_new(protect, json_string(d->state->previous));
-        if (job && json_object_update_new(job, json_pack("{s:s,s:s,s:I,s:o}", "root", d->svc->root,
-                        "downloads_dir", d->downloads_dir, "keep", (json_int_t) d->svc->keep_releases,
-                        "protect", protect)) < 0)
-                return json_decref(job), NULL;
-        return job;
-}
-
-/* ---- running steps ---- */
+/* ---- step results ---- */
 
 static void on_progress(uint64_t bytes, uint64_t total, void *userdata) {
-        Deploy *d = userdata;
+        Pipeline *p = userdata;
         uint64_t quarter;
 
         if (total == 0)
                 return;
+        service_set_activity(p->service, "fetching %s (%llu%%)", p->target.sha,
+                             (unsigned long long) (bytes * 100 / total));
         quarter = bytes * 4 / total;
-        if (quarter > d->progress_mark) {
-                d->progress_mark = quarter;
-                log_info("%s: fetch: %llu of %llu bytes (%llu%%)", d->name, (unsigned long long) bytes,
+        if (quarter > p->progress_mark) {
+                p->progress_mark = quarter;
+                log_info("%s: fetch: %llu of %llu bytes (%llu%%)", p->service->name, (unsigned long long) bytes,
                          (unsigned long long) total, (unsigned long long) (bytes * 100 / total));
         }
 }
 
-static int save_state(Deploy *d) {
-        int r = state_save(d->state, d->state_path);
+static bool release_exists(const Pipeline *p) {
+        _cleanup_free_ char *path = strdup_printf("%s/%s", p->service->releases_dir, p->target.sha);
+        struct stat st;
 
-        if (r < 0)
-                log_error_errno(r, "%s: saving %s: %m", d->name, d->state_path);
-        return r;
+        return path && stat(path, &st) >= 0 && S_ISDIR(st.st_mode);
 }
 
-static int set_in_flight(Deploy *d, const char *step) {
-        if (state_set(&d->state->in_flight_step, step) < 0 ||
-            state_set(&d->state->in_flight_sha, step ? d->target.sha : NULL) < 0)
-                return -ENOMEM;
-        return save_state(d);
+static bool needs_restart(const ServiceConfig *c) {
+        return (c->unit && c->restart_mode != RESTART_NONE) || c->health_url || c->health_command;
 }
 
-/* Run one step; a failure is logged, recorded, and (when the worker blames
- * the artifact) marks the target bad for this object's ETag. */
-static int run_step(Deploy *d, const char *step, json_t *job, json_t **ret_result) {
-        _cleanup_(worker_outcome_done) WorkerOutcome o = {};
-        int r;
-
-        if (!job)
-                return log_error_errno(-ENOMEM, "%s: %s: building job: %m", d->name, step);
-        r = set_in_flight(d, step);
-        if (r < 0)
-                return json_decref(job), r;
-        d->progress_mark = 0;
-        r = worker_run(step, job, d->svc->step_timeout_usec, on_progress, d, &o);
-        json_decref(job);
-        log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms", d->name, step,
-                  (unsigned long long) o.max_rss_kib, (unsigned long long) (o.cpu_usec / USEC_PER_MSEC));
-        if (r >= 0 && o.ok) {
-                *ret_result = TAKE_PTR(o.result);
-                return 0;
-        }
-        log_error("%s: %s", d->name, o.error);
-        (void) state_set(&d->state->last_error, o.error);
-        if (o.bad && d->target.sha) {
-                log_error("%s: marking %s bad", d->name, d->target.sha);
-                (void) state_mark_bad(d->state, d->target.sha, d->target.etag, o.error, now_usec(CLOCK_REALTIME));
-                (void) state_add_history(d->state, d->target.sha, d->state->current, "rejected", o.error,
-                                         now_usec(CLOCK_REALTIME));
-        }
-        (void) set_in_flight(d, NULL);
-        return r < 0 ? r : -EIO;
-}
-
-static int discover(Deploy *d) {
-        json_auto_t *res = NULL;
-        char when[32];
-        int r;
-
-        r = run_step(d, "discover", job_discover(d), &res);
-        if (r < 0)
-                return r;
-        if (!job_bool(res, "found", false) || !sha_is_valid(job_string(res, "sha")) || !job_string(res, "key"))
-                return 0;
-        d->target.sha = strdup(job_string(res, "sha"));
-        d->target.key = strdup(job_string(res, "key"));
-        d->target.etag = job_string(res, "etag") ? strdup(job_string(res, "etag")) : NULL;
-        d->target.last_modified_usec = job_uint64(res, "last_modified", 0);
-        if (!d->target.sha || !d->target.key)
-                return -ENOMEM;
-        log_info("%s: discover: newest is %s (s3://%s/%s, %s)", d->name, d->target.sha, d->svc->bucket,
-                 d->target.key, format_timestamp(d->target.last_modified_usec, when));
-        return 1;
-}
-
-/* 1: go on with the target; 0: nothing to do (logged why). */
-static int should_deploy(Deploy *d) {
+/* 1: deploy the target; 0: nothing to do (logged why). */
+static int should_deploy(Pipeline *p) {
+        Service *s = p->service;
         const BadRelease *bad;
-        uint64_t now = now_usec(CLOCK_REALTIME);
 
-        if (streq_ptr(d->target.sha, d->state->current)) {
-                log_info("%s: %s is already current", d->name, d->target.sha);
+        if (streq_ptr(p->target.sha, s->state->current)) {
+                log_debug("%s: %s is already current", s->name, p->target.sha);
                 return 0;
         }
-        bad = state_find_bad(d->state, d->target.sha, d->target.etag);
+        bad = state_find_bad(s->state, p->target.sha, p->target.etag);
         if (bad) {
-                log_warning("%s: newest build %s is marked bad (%s); staying on %s", d->name, d->target.sha,
-                            strempty(bad->reason), d->state->current ?: "nothing");
+                log_info("%s: newest build %s is marked bad (%s); staying on %s", s->name, p->target.sha,
+                         strempty(bad->reason), s->state->current ?: "nothing");
                 return 0;
         }
-        if (d->target.last_modified_usec + d->svc->min_age_usec > now) {
-                log_info("%s: %s is younger than min_age; not ready yet", d->name, d->target.sha);
+        if (p->target.last_modified_usec + s->cfg->min_age_usec > now_usec(CLOCK_REALTIME)) {
+                log_info("%s: %s is younger than min_age; not ready yet", s->name, p->target.sha);
                 return 0;
         }
         return 1;
 }
 
-static int fetch_and_unpack(Deploy *d) {
-        json_auto_t *fetched = NULL, *unpacked = NULL;
+static void on_discovered(Pipeline *p, json_t *res) {
+        Service *s = p->service;
         int r;
 
-        r = run_step(d, "fetch", job_fetch(d), &fetched);
+        r = pipeline_target_from_result(res, &p->target);
         if (r < 0)
-                return r;
-        log_info("%s: fetch: %s, %lld bytes, sha256 %s verified", d->name, d->target.key,
-                 (long long) json_integer_value(json_object_get(fetched, "size")),
-                 strempty(job_string(fetched, "sha256")));
-        if (!job_string(fetched, "path"))
-                return log_error_errno(-EPROTO, "%s: fetch worker returned no path", d->name);
-        r = run_step(d, "unpack", job_unpack(d, job_string(fetched, "path")), &unpacked);
-        if (r < 0)
-                return r;
-        log_info("%s: unpack: %s (%lld entries, %lld bytes)", d->name, strempty(job_string(unpacked, "release")),
-                 (long long) json_integer_value(json_object_get(unpacked, "entries")),
-                 (long long) json_integer_value(json_object_get(unpacked, "bytes")));
-        return 0;
+                return fail(p, r, "discover: invalid result from worker");
+        if (job_string(res, "pointer_etag"))
+                (void) state_set(&s->state->pointer_etag, job_string(res, "pointer_etag"));
+        if (job_bool(res, "not_modified", false))
+                return log_debug("%s: pointer unchanged", s->name), finish(p, 0);
+        if (!p->target.sha) {
+                if (s->state->current)
+                        return log_info("%s: no build under s3://%s/%s; staying on %s", s->name, s->cfg->bucket,
+                                        s->cfg->prefix, s->state->current), finish(p, 0);
+                return fail(p, -ENOENT, "no build published yet under the configured bucket and prefix");
+        }
+        log_info("%s: discover: newest is %s (s3://%s/%s)", s->name, p->target.sha, s->cfg->bucket, p->target.key);
+        if (should_deploy(p) == 0)
+                return finish(p, s->state->current ? 0 : -ENOENT);
+        if (state_set(&p->previous, s->state->current) < 0)
+                return fail(p, -ENOMEM, "out of memory");
+        run_step(p, release_exists(p) ? STEP_ACTIVATE : STEP_FETCH);
 }
 
-static int activate(Deploy *d) {
-        json_auto_t *res = NULL;
-        const char *previous;
-        int r;
-
-        r = run_step(d, "activate", job_activate(d), &res);
-        if (r < 0)
-                return r;
-        previous = job_string(res, "previous");
-        log_info("%s: activate: current -> releases/%s (was %s)", d->name, d->target.sha, previous ?: "nothing");
-        if (state_set(&d->state->previous, previous) < 0 || state_set(&d->state->current, d->target.sha) < 0 ||
-            state_set(&d->state->last_error, NULL) < 0 ||
-            state_add_history(d->state, d->target.sha, previous, "deployed", job_string(res, "warning"),
-                              now_usec(CLOCK_REALTIME)) < 0)
-                return -ENOMEM;
-        return set_in_flight(d, NULL);
+static void on_fetched(Pipeline *p, json_t *res) {
+        if (!job_string(res, "path"))
+                return fail(p, -EPROTO, "fetch: worker returned no path");
+        log_info("%s: fetch: %s, %lld bytes, sha256 %s verified", p->service->name, p->target.key,
+                 (long long) job_uint64(res, "size", 0), strempty(job_string(res, "sha256")));
+        free(p->archive);
+        p->archive = strdup(job_string(res, "path"));
+        if (!p->archive)
+                return fail(p, -ENOMEM, "out of memory");
+        run_step(p, STEP_UNPACK);
 }
 
-static void prune(Deploy *d) {
-        json_auto_t *res = NULL;
-        size_t n;
+static void on_unpacked(Pipeline *p, json_t *res) {
+        log_info("%s: unpack: %s (%llu entries, %llu bytes)", p->service->name, strempty(job_string(res, "release")),
+                 (unsigned long long) job_uint64(res, "entries", 0), (unsigned long long) job_uint64(res, "bytes", 0));
+        run_step(p, STEP_ACTIVATE);
+}
 
-        if (run_step(d, "prune", job_prune(d), &res) < 0)
-                return; /* logged; a full disk later is better than a failed deploy now */
-        n = json_array_size(json_object_get(res, "removed"));
+/* The new build runs (and, where configured, proved healthy). */
+static void deployed(Pipeline *p) {
+        Service *s = p->service;
+
+        (void) state_set(&s->state->last_error, NULL);
+        (void) state_add_history(s->state, p->target.sha, p->previous, "deployed", NULL, now_usec(CLOCK_REALTIME));
+        run_step(p, STEP_PRUNE);
+}
+
+static void on_activated(Pipeline *p, json_t *res) {
+        Service *s = p->service;
+
+        log_info("%s: activate: current -> releases/%s (was %s)", s->name, p->target.sha, p->previous ?: "nothing");
+        if (job_string(res, "warning"))
+                log_warning("%s: %s", s->name, job_string(res, "warning"));
+        if (state_set(&s->state->current, p->target.sha) < 0 || state_set(&s->state->previous, p->previous) < 0)
+                return fail(p, -ENOMEM, "out of memory");
+        if (needs_restart(s->cfg))
+                return run_step(p, STEP_RESTART);
+        deployed(p);
+}
+
+static void on_restarted(Pipeline *p, json_t *res) {
+        log_info("%s: %s is healthy (%s)", p->service->name, p->target.sha, strempty(job_string(res, "detail")));
+        deployed(p);
+}
+
+/* The new build failed after the swap: go back, or stay and say so. */
+static void after_swap_failed(Pipeline *p, const char *error) {
+        Service *s = p->service;
+
+        free(p->failure);
+        p->failure = strdup(error);
+        if (!p->failure)
+                return fail(p, -ENOMEM, "out of memory");
+        log_error("%s: %s", s->name, error);
+        if (!s->cfg->auto_rollback || !p->previous) {
+                mark_bad(p, error, "failed");
+                return fail(p, -EIO, !p->previous ? "no previous release to roll back to"
+                                                  : "auto_rollback = no: leaving the failed release active");
+        }
+        log_warning("%s: rolling back from %s to %s", s->name, p->target.sha, p->previous);
+        run_step(p, STEP_ROLLBACK);
+}
+
+static void rolled_back(Pipeline *p) {
+        _cleanup_free_ char *msg = strdup_printf("rolled back to %s: %s", p->previous, strempty(p->failure));
+
+        mark_bad(p, p->failure ?: "failed after activation", "rolled-back");
+        fail(p, -EIO, msg ?: "rolled back");
+}
+
+static void on_rolled_back(Pipeline *p, json_t *res) {
+        Service *s = p->service;
+
+        log_info("%s: rollback: current -> releases/%s", s->name, p->previous);
+        if (state_set(&s->state->current, p->previous) < 0 || state_set(&s->state->previous, NULL) < 0)
+                return fail(p, -ENOMEM, "out of memory");
+        if (needs_restart(s->cfg))
+                return run_step(p, STEP_ROLLBACK_RESTART);
+        rolled_back(p);
+}
+
+static void on_rollback_restarted(Pipeline *p, json_t *res) {
+        log_info("%s: %s is healthy again after the rollback", p->service->name, p->previous);
+        rolled_back(p);
+}
+
+static void on_pruned(Pipeline *p, json_t *res) {
+        size_t n = json_array_size(json_object_get(res, "removed"));
+
         if (n > 0)
-                log_info("%s: prune: removed %zu old release%s", d->name, n, n == 1 ? "" : "s");
-        (void) set_in_flight(d, NULL);
+                log_info("%s: prune: removed %zu old release%s", p->service->name, n, n == 1 ? "" : "s");
+        finish(p, p->failure ? -EIO : 0);
 }
 
-/* The symlink is the truth; a step left in flight by a killed run is
- * reported and forgotten (its leftovers are cleaned by the next steps). */
-static int load_state(Deploy *d) {
-        _cleanup_free_ char *error = NULL, *current = NULL;
-        _cleanup_close_ int root_fd = open(d->svc->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int r;
+/* A step failed: what that means depends on where we are. */
+static void on_step_failed(Pipeline *p, const WorkerOutcome *o) {
+        const char *error = o->error ?: "failed";
 
-        r = state_load(d->state_path, &d->state, &error);
-        if (r < 0)
-                return log_error_errno(r, "%s: %s", d->name, error ?: "cannot load state");
-        if (d->state->in_flight_step)
-                log_warning("%s: a previous run was interrupted during %s of %s; starting over", d->name,
-                            d->state->in_flight_step, strempty(d->state->in_flight_sha));
-        if (root_fd >= 0)
-                (void) release_link_sha(root_fd, "current", &current);
-        if (!streq_ptr(current, d->state->current) && state_set(&d->state->current, current) < 0)
-                return -ENOMEM;
-        return set_in_flight(d, NULL);
-}
-
-static int deploy(Deploy *d) {
-        int r;
-
-        r = discover(d);
-        if (r < 0)
-                return r;
-        if (r == 0) {
-                if (d->state->current)
-                        return log_info("%s: no build under s3://%s/%s; staying on %s", d->name,
-                                        d->svc->bucket, d->svc->prefix, d->state->current), 0;
-                return log_error_errno(-ENOENT, "%s: no build under s3://%s/%s matches <sha>%s", d->name,
-                                       d->svc->bucket, d->svc->prefix, d->svc->suffix);
+        switch (p->step) {
+        case STEP_FETCH:
+        case STEP_UNPACK:
+                if (o->bad)
+                        mark_bad(p, error, "rejected");
+                return fail(p, -EIO, error);
+        case STEP_RESTART:
+                return after_swap_failed(p, error);
+        case STEP_ROLLBACK:
+        case STEP_ROLLBACK_RESTART:
+                mark_bad(p, p->failure ?: error, "rolled-back");
+                return fail(p, -EIO, error);
+        case STEP_PRUNE:
+                log_warning("%s: %s", p->service->name, error); /* a full disk later beats a failed deploy now */
+                return finish(p, p->failure ? -EIO : 0);
+        default:
+                return fail(p, -EIO, error);
         }
-        if (should_deploy(d) == 0)
-                return d->state->current ? 0 : -ENOENT;
-        r = fetch_and_unpack(d);
-        if (r < 0)
-                return r;
-        r = activate(d);
-        if (r < 0)
-                return r;
-        prune(d);
+}
+
+/* Shutting down: leave the in-flight record for the next start. */
+static void abandon(Pipeline *p) {
+        Service *s = p->service;
+
+        log_info("%s: stopped during %s", s->name, step_names[p->step]);
+        s->pipeline = NULL;
+        pipeline_free(p);
+        service_pipeline_done(s, -ECANCELED);
+}
+
+static void on_step_done(WorkerOutcome *o, void *userdata) {
+        Pipeline *p = userdata;
+        json_t *res = o->result;
+
+        p->worker = NULL;
+        if (p->stopped)
+                return abandon(p);
+        log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms", p->service->name, step_workers[p->step],
+                  (unsigned long long) o->max_rss_kib, (unsigned long long) (o->cpu_usec / USEC_PER_MSEC));
+        if (!o->ok)
+                return on_step_failed(p, o);
+        switch (p->step) {
+        case STEP_DISCOVER: return on_discovered(p, res);
+        case STEP_FETCH: return on_fetched(p, res);
+        case STEP_UNPACK: return on_unpacked(p, res);
+        case STEP_ACTIVATE: return on_activated(p, res);
+        case STEP_RESTART: return on_restarted(p, res);
+        case STEP_ROLLBACK: return on_rolled_back(p, res);
+        case STEP_ROLLBACK_RESTART: return on_rollback_restarted(p, res);
+        case STEP_PRUNE: return on_pruned(p, res);
+        default: abort();
+        }
+}
+
+/* ---- running steps ---- */
+
+static json_t *build_job(Pipeline *p, Step step) {
+        Service *s = p->service;
+
+        switch (step) {
+        case STEP_DISCOVER: return pipeline_job_discover(s);
+        case STEP_FETCH: return pipeline_job_fetch(s, &p->target);
+        case STEP_UNPACK: return pipeline_job_unpack(s, p->target.sha, p->archive);
+        case STEP_ACTIVATE: return pipeline_job_activate(s, p->target.sha);
+        case STEP_ROLLBACK: return pipeline_job_activate(s, p->previous);
+        case STEP_RESTART: return pipeline_job_restart(s, p->target.sha);
+        case STEP_ROLLBACK_RESTART: return pipeline_job_restart(s, p->previous);
+        case STEP_PRUNE: return pipeline_job_prune(s);
+        default: abort();
+        }
+}
+
+static void run_step(Pipeline *p, Step step) {
+        Service *s = p->service;
+        json_t *job;
+        int r;
+
+        p->step = step;
+        p->progress_mark = 0;
+        job = build_job(p, step);
+        if (!job)
+                return fail(p, -ENOMEM, "building a job: out of memory");
+        /* rollback steps record the step that decides recovery: "rollback" */
+        r = set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
+        if (r >= 0)
+                r = manager_start_worker(s->manager, step_workers[step], job, s->cfg->step_timeout_usec,
+                                         on_progress, on_step_done, p, &p->worker);
+        json_decref(job);
+        if (r < 0) {
+                _cleanup_free_ char *msg = strdup_printf("%s: cannot start worker: %s", step_names[step], strerror(-r));
+                return fail(p, r, msg ?: "cannot start worker");
+        }
+        service_set_activity(s, "%s %s", step_names[step], p->target.sha ?: "");
+}
+
+bool pipeline_needs_recovery(const ServiceState *st) {
+        if (!st->in_flight_step || !st->in_flight_sha)
+                return false;
+        if (streq(st->in_flight_step, "rollback"))
+                return st->in_flight_previous != NULL;
+        /* swapped but not yet proven healthy */
+        return (streq(st->in_flight_step, "activate") || streq(st->in_flight_step, "restart")) &&
+               streq_ptr(st->current, st->in_flight_sha);
+}
+
+static int start_recovery(Pipeline *p) {
+        ServiceState *st = p->service->state;
+        bool rolling_back = streq(st->in_flight_step, "rollback");
+
+        if (state_set(&p->target.sha, st->in_flight_sha) < 0 || state_set(&p->previous, st->in_flight_previous) < 0)
+                return -ENOMEM;
+        log_warning("%s: the agent stopped during %s of %s; %s", p->service->name, st->in_flight_step,
+                    p->target.sha, rolling_back ? "finishing the rollback" : "checking it again");
+        if (rolling_back) {
+                p->failure = strdup("interrupted during its rollback");
+                run_step(p, STEP_ROLLBACK);
+        } else
+                run_step(p, needs_restart(p->service->cfg) ? STEP_RESTART : STEP_PRUNE);
         return 0;
 }
 
-int pipeline_once(const Config *cfg, const ServiceConfig *svc) {
-        Deploy d = { .cfg = cfg, .svc = svc, .name = svc->name };
-        int r;
+int pipeline_start(Service *s, PipelineKind kind) {
+        Pipeline *p;
 
-        r = resolve_users(&d);
-        if (r >= 0)
-                r = prepare_dirs(&d);
-        if (r >= 0)
-                r = load_state(&d);
-        if (r >= 0) {
-                d.state->last_poll_usec = now_usec(CLOCK_REALTIME);
-                r = deploy(&d);
-                (void) save_state(&d);
-        }
-        target_done(&d.target);
-        state_free(d.state);
-        return r;
+        if (s->pipeline)
+                return -EBUSY;
+        p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        p->service = s;
+        p->kind = kind;
+        s->pipeline = p;
+        if (kind == PIPELINE_RECOVER)
+                return start_recovery(p);
+        run_step(p, STEP_DISCOVER);
+        return 0;
+}
+
+void pipeline_stop(Pipeline *p) {
+        p->stopped = true;
+        if (p->worker)
+                worker_stop(p->worker);
 }

@@ -1,10 +1,28 @@
-/* pipeline.h: one discover -> fetch -> unpack -> activate -> prune pass for
- * one service, each step in its own worker (DESIGN.md section 3). */
+/* pipeline.h: one deploy of one service, as a chain of steps each run in
+ * its own worker (DESIGN.md section 3): discover, fetch, unpack, activate,
+ * restart with health check, and, when that fails after the swap, the
+ * automatic rollback; then prune. The in-flight step is written to
+ * state.json before it runs, so a restarted agent can finish or undo it. */
 #pragma once
 
-#include "config.h"
+#include "service.h"
 
-/* Deploy the newest build of svc, or do nothing when it is current, bad,
- * too young or absent while something already runs. Logs every step.
- * Returns 0 when svc ends deployed and current, <0 otherwise. */
-int pipeline_once(const Config *cfg, const ServiceConfig *svc);
+typedef enum PipelineKind {
+        PIPELINE_AUTO,                 /* discover; deploy the newest if new */
+        PIPELINE_RECOVER,              /* finish an activation a crash cut */
+        _PIPELINE_KIND_MAX,
+} PipelineKind;
+
+/* Start a pipeline for s (which must be idle). Ends with
+ * service_pipeline_done(). */
+int pipeline_start(Service *s, PipelineKind kind);
+
+/* Stop the running worker; the pipeline then ends with an error. */
+void pipeline_stop(Pipeline *p);
+
+/* The name of the step running now ("fetch"), for status. */
+const char *pipeline_step_name(const Pipeline *p);
+
+/* true when state.json says a crash interrupted an activation that must
+ * be finished or rolled back before anything else. */
+bool pipeline_needs_recovery(const ServiceState *state);

@@ -42,6 +42,8 @@ ServiceState *state_free(ServiceState *s) {
         free(s->previous);
         free(s->in_flight_step);
         free(s->in_flight_sha);
+        free(s->in_flight_previous);
+        free(s->pointer_etag);
         free(s->pinned);
         free(s->last_error);
         for (size_t i = 0; i < s->n_bad; i++)
@@ -147,11 +149,13 @@ static json_t *history_to_json(const ServiceState *s) {
 }
 
 static json_t *state_to_json(const ServiceState *s) {
-        return json_pack("{s:i,s:o,s:o,s:{s:o,s:o},s:b,s:o,s:o,s:I,s:o,s:o}",
+        return json_pack("{s:i,s:o,s:o,s:{s:o,s:o,s:o},s:o,s:b,s:o,s:o,s:I,s:o,s:o}",
                          "version", 1,
                          "current", str_or_null(s->current),
                          "previous", str_or_null(s->previous),
                          "in_flight", "step", str_or_null(s->in_flight_step), "sha", str_or_null(s->in_flight_sha),
+                         "previous", str_or_null(s->in_flight_previous),
+                         "pointer_etag", str_or_null(s->pointer_etag),
                          "paused", s->paused,
                          "pinned", str_or_null(s->pinned),
                          "last_error", str_or_null(s->last_error),
@@ -224,7 +228,9 @@ static int state_from_json(const json_t *j, ServiceState *s) {
                 return -EBADMSG;
         if (get_str(j, "current", &s->current, &oom) < 0 || get_str(j, "previous", &s->previous, &oom) < 0 ||
             get_str(j, "pinned", &s->pinned, &oom) < 0 || get_str(j, "last_error", &s->last_error, &oom) < 0 ||
-            get_str(fl, "step", &s->in_flight_step, &oom) < 0 || get_str(fl, "sha", &s->in_flight_sha, &oom) < 0)
+            get_str(j, "pointer_etag", &s->pointer_etag, &oom) < 0 ||
+            get_str(fl, "step", &s->in_flight_step, &oom) < 0 || get_str(fl, "sha", &s->in_flight_sha, &oom) < 0 ||
+            get_str(fl, "previous", &s->in_flight_previous, &oom) < 0)
                 return -EBADMSG;
         if (oom)
                 return -ENOMEM;

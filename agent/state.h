@@ -31,6 +31,8 @@ typedef struct ServiceState {
         char *previous;
         char *in_flight_step;          /* NULL when idle */
         char *in_flight_sha;
+        char *in_flight_previous;      /* what current was before the step */
+        char *pointer_etag;            /* select = pointer: the last one seen */
         bool paused;
         char *pinned;
         char *last_error;

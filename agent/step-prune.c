@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "fs-util.h"
@@ -54,6 +55,36 @@ static int list_releases(int releases_fd, Release *out, size_t max, size_t *ret_
         return 0;
 }
 
+/* Rename first, delete second: a prune killed half-way must never leave a
+ * half-deleted releases/<sha> that a later deploy of that sha would take
+ * for complete. Leftover .trash-* dirs go on the next prune. */
+static int remove_release(int releases_fd, const char *sha) {
+        char trash[80];
+        uint64_t rnd;
+
+        if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
+                return -EIO;
+        snprintf(trash, sizeof trash, ".trash-%.40s-%016llx", sha, (unsigned long long) rnd);
+        if (renameat(releases_fd, sha, releases_fd, trash) < 0)
+                return -errno;
+        return rm_rf_at(releases_fd, trash);
+}
+
+static void remove_trash(int releases_fd) {
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+        int fd = dup(releases_fd);
+
+        if (fd < 0 || !(d = fdopendir(fd))) {
+                if (fd >= 0)
+                        close(fd);
+                return;
+        }
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, ".trash-", 7) == 0)
+                        (void) rm_rf_at(releases_fd, de->d_name);
+}
+
 static bool is_protected(const json_t *protect, const char *sha) {
         size_t i;
         json_t *v;
@@ -78,7 +109,7 @@ static int prune_releases(int releases_fd, unsigned keep, const json_t *protect,
                         kept++;
                         continue;
                 }
-                r = rm_rf_at(releases_fd, rel[i].sha);
+                r = remove_release(releases_fd, rel[i].sha);
                 if (r < 0)
                         return r;
                 json_array_append_new(removed, json_string(rel[i].sha));
@@ -122,6 +153,7 @@ int step_prune(const json_t *job, WorkerContext *w, json_t **ret_result, bool *r
         r = worker_drop_privileges(w);
         if (r < 0)
                 return error_set(ret_error, r, "cannot drop privileges");
+        remove_trash(releases_fd);
         r = prune_releases(releases_fd, keep, json_object_get(job, "protect"), removed);
         if (r < 0)
                 return error_set(ret_error, r, "pruning %s: %s", path, strerror(-r));

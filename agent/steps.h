@@ -17,4 +17,5 @@ int step_discover(const json_t *job, WorkerContext *w, json_t **ret_result, bool
 int step_fetch(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error);
 int step_unpack(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error);
 int step_activate(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error);
+int step_restart(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error);
 int step_prune(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error);

@@ -32,6 +32,7 @@ static const StepInfo steps[] = {
         { "fetch", step_fetch, false },
         { "unpack", step_unpack, false },
         { "activate", step_activate, true },
+        { "restart", step_restart, true },
         { "prune", step_prune, true },
 };
 

@@ -1,13 +1,14 @@
 /* worker.c: supervisor side of a step. Forks, execs /proc/self/exe
- * --worker STEP with a SOCK_SEQPACKET socket on fd 3, sends the job,
- * collects progress and the result, and turns every way a worker can fail
- * (crash, timeout, garbage, silence) into one explained error. */
+ * --worker STEP with a SOCK_SEQPACKET socket on fd 3, sends the job, then
+ * follows the worker on the event loop: its messages on the socket, its
+ * exit through a pidfd, its deadline on a timer. Every way a worker can
+ * fail (crash, timeout, garbage, silence) becomes one explained error. */
 #define _GNU_SOURCE
 #include "worker.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -19,20 +20,31 @@
 
 #define WORKER_KILL_GRACE_USEC (2 * USEC_PER_SEC)
 
-void worker_outcome_done(WorkerOutcome *o) {
-        json_decref(o->result);
-        free(o->error);
-        *o = (WorkerOutcome) {};
-}
+struct Worker {
+        char *step;
+        pid_t pid;
+        int fd;                        /* our end of the socket, -1 after EOF */
+        int pidfd;
+        sd_event_source *io_source, *exit_source, *timer_source;
+        uint64_t timeout_usec;
+        worker_progress_cb progress;
+        worker_done_cb done;
+        void *userdata;
+        json_t *result;
+        char *error;                   /* first reason it failed */
+        bool stopping;                 /* SIGTERM sent; SIGKILL next */
+        int status;
+        struct rusage usage;
+};
 
 static void reset_signals(void) {
         struct sigaction sa = { .sa_handler = SIG_DFL };
-        sigset_t all;
+        sigset_t none;
 
         for (int sig = 1; sig < _NSIG; sig++)
                 (void) sigaction(sig, &sa, NULL);
-        sigemptyset(&all);
-        (void) sigprocmask(SIG_SETMASK, &all, NULL);
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 /* In the child between fork and exec: only async-signal-safe calls. */
@@ -54,42 +66,114 @@ _Noreturn static void exec_worker(const char *step, int fd, pid_t parent) {
         _exit(127);
 }
 
-static int spawn(const char *step, pid_t *ret_pid, int *ret_fd) {
+static int spawn(Worker *w) {
         int sv[2];
-        pid_t parent = getpid(), pid;
+        pid_t parent = getpid();
 
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
                 return -errno;
-        pid = fork();
-        if (pid < 0) {
+        w->pid = fork();
+        if (w->pid < 0) {
                 int r = -errno;
                 close(sv[0]);
                 close(sv[1]);
                 return r;
         }
-        if (pid == 0)
-                exec_worker(step, sv[1], parent);
-        (void) setpgid(pid, pid); /* also done by the child: no race either way */
+        if (w->pid == 0)
+                exec_worker(w->step, sv[1], parent);
+        (void) setpgid(w->pid, w->pid); /* also done by the child: no race either way */
         close(sv[1]);
-        *ret_pid = pid;
-        *ret_fd = sv[0];
+        w->fd = sv[0];
+        w->pidfd = pidfd_open(w->pid, 0);
+        if (w->pidfd < 0) {
+                int r = -errno;
+                (void) kill(-w->pid, SIGKILL);
+                (void) waitpid(w->pid, NULL, 0);
+                return r;
+        }
         return 0;
 }
 
-static int send_job(int fd, const char *step, json_t *job, char **ret_error) {
+static void fail(Worker *w, const char *fmt, ...) _printf_(2, 3);
+static void fail(Worker *w, const char *fmt, ...) {
+        va_list ap;
+
+        if (!w->error) {
+                va_start(ap, fmt);
+                if (vasprintf(&w->error, fmt, ap) < 0)
+                        w->error = NULL;
+                va_end(ap);
+        }
+        (void) kill(-w->pid, SIGKILL);
+}
+
+static int send_job(Worker *w, json_t *job) {
         _cleanup_free_ char *text = NULL;
         size_t n;
 
-        if (json_object_set_new(job, "step", json_string(step)) < 0)
+        if (json_object_set_new(job, "step", json_string(w->step)) < 0)
                 return -ENOMEM;
         text = json_dumps(job, JSON_COMPACT);
         if (!text)
                 return -ENOMEM;
         n = strlen(text);
         if (n > WORKER_MESSAGE_MAX)
-                return error_set(ret_error, -E2BIG, "%s job is too large (%zu bytes)", step, n);
-        if (send(fd, text, n, MSG_NOSIGNAL) < 0)
-                return error_set(ret_error, -errno, "%s worker: cannot send job: %s", step, strerror(errno));
+                return -E2BIG;
+        /* a fresh socket's buffer holds one message of this size */
+        return send(w->fd, text, n, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* One message from the worker: progress (passed on) or the result (kept). */
+static void handle_message(Worker *w, const char *buf, ssize_t n) {
+        json_error_t jerr;
+        json_t *msg, *progress;
+
+        if (n > WORKER_MESSAGE_MAX)
+                return fail(w, "%s worker sent an oversized message", w->step);
+        msg = json_loadb(buf, (size_t) n, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(msg)) {
+                json_decref(msg);
+                return fail(w, "%s worker sent garbage: %s", w->step, msg ? "not an object" : jerr.text);
+        }
+        progress = json_object_get(msg, "progress");
+        if (json_is_object(progress) && !w->result) {
+                if (w->progress)
+                        w->progress(job_uint64(progress, "bytes", 0), job_uint64(progress, "total", 0), w->userdata);
+                json_decref(msg);
+                return;
+        }
+        if (w->result || !json_is_boolean(json_object_get(msg, "ok"))) {
+                json_decref(msg);
+                return fail(w, "%s worker broke protocol", w->step);
+        }
+        w->result = msg;
+}
+
+static void close_socket(Worker *w) {
+        w->io_source = sd_event_source_disable_unref(w->io_source);
+        if (w->fd >= 0)
+                close(w->fd);
+        w->fd = -1;
+}
+
+/* Read every queued message; close our end at EOF. */
+static void drain(Worker *w) {
+        static char buf[WORKER_MESSAGE_MAX + 1];
+
+        while (w->fd >= 0) {
+                ssize_t n = recv(w->fd, buf, sizeof buf, MSG_TRUNC | MSG_DONTWAIT);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                if (n <= 0)
+                        return close_socket(w);
+                handle_message(w, buf, n);
+        }
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        drain(userdata);
         return 0;
 }
 
@@ -101,154 +185,129 @@ static char *describe_status(const char *step, int status) {
         return strdup_printf("%s worker ended abnormally", step);
 }
 
-typedef struct Run {
-        const char *step;
-        pid_t pid;
-        int fd;
-        uint64_t deadline;
-        worker_progress_cb progress;
-        void *userdata;
-        json_t *result;
-        char *error;
-        struct rusage usage;
-} Run;
-
-/* One message from the worker: progress (handled) or the result (kept). */
-static int handle_message(Run *run, const char *buf, ssize_t n) {
-        json_error_t jerr;
-        json_t *msg, *progress;
-
-        if (n > WORKER_MESSAGE_MAX)
-                return error_set(&run->error, -EBADMSG, "%s worker sent an oversized message", run->step);
-        msg = json_loadb(buf, (size_t) n, JSON_REJECT_DUPLICATES, &jerr);
-        if (!json_is_object(msg)) {
-                json_decref(msg);
-                return error_set(&run->error, -EBADMSG, "%s worker sent garbage: %s", run->step,
-                                 msg ? "not an object" : jerr.text);
-        }
-        progress = json_object_get(msg, "progress");
-        if (json_is_object(progress) && !run->result) {
-                if (run->progress)
-                        run->progress(job_uint64(progress, "bytes", 0), job_uint64(progress, "total", 0),
-                                      run->userdata);
-                json_decref(msg);
-                return 0;
-        }
-        if (run->result || !json_is_boolean(json_object_get(msg, "ok"))) {
-                json_decref(msg);
-                return error_set(&run->error, -EBADMSG, "%s worker broke protocol", run->step);
-        }
-        run->result = msg;
-        return 0;
-}
-
-/* Read messages until EOF or the deadline. */
-static int collect(Run *run) {
-        static char buf[WORKER_MESSAGE_MAX + 1];
-
-        for (;;) {
-                uint64_t now = now_usec(CLOCK_MONOTONIC);
-                struct pollfd p = { .fd = run->fd, .events = POLLIN };
-                int timeout_ms, k;
-                ssize_t n;
-
-                if (now >= run->deadline)
-                        return -ETIMEDOUT;
-                timeout_ms = (int) ((run->deadline - now + 999) / 1000);
-                k = poll(&p, 1, timeout_ms);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                if (k == 0)
-                        continue;
-                n = recv(run->fd, buf, sizeof buf, MSG_TRUNC | MSG_DONTWAIT);
-                if (n < 0 && (errno == EINTR || errno == EAGAIN))
-                        continue;
-                if (n <= 0)
-                        return n < 0 ? -errno : 0; /* 0: the worker closed its end */
-                int r = handle_message(run, buf, n);
-                if (r < 0)
-                        return r;
-        }
-}
-
-/* Wait for the worker until deadline; then SIGTERM its group, then SIGKILL. */
-static int reap(Run *run, int *ret_status) {
-        bool termed = false;
-
-        for (;;) {
-                pid_t p = wait4(run->pid, ret_status, WNOHANG, &run->usage);
-                uint64_t now = now_usec(CLOCK_MONOTONIC);
-
-                if (p == run->pid)
-                        return 0;
-                if (p < 0 && errno != EINTR)
-                        return -errno;
-                if (now >= run->deadline && !termed) {
-                        (void) kill(-run->pid, SIGTERM);
-                        termed = true;
-                        run->deadline = now + WORKER_KILL_GRACE_USEC;
-                } else if (now >= run->deadline) {
-                        (void) kill(-run->pid, SIGKILL);
-                        run->deadline = UINT64_MAX;
-                }
-                (void) usleep(5000);
-        }
-}
-
 static uint64_t timeval_usec(const struct timeval *tv) {
         return (uint64_t) tv->tv_sec * USEC_PER_SEC + (uint64_t) tv->tv_usec;
 }
 
-static void finish_outcome(Run *run, WorkerOutcome *o) {
-        json_t *err = json_object_get(run->result, "error");
-
-        o->result = TAKE_PTR(run->result);
-        o->ok = json_is_true(json_object_get(o->result, "ok"));
-        o->bad = job_bool(o->result, "bad", false);
-        if (!o->ok)
-                o->error = strdup_printf("%s: %s", run->step,
-                                         json_is_string(err) ? json_string_value(err) : "failed without a reason");
+static Worker *worker_free(Worker *w) {
+        close_socket(w);
+        sd_event_source_disable_unref(w->exit_source);
+        sd_event_source_disable_unref(w->timer_source);
+        if (w->pidfd >= 0)
+                close(w->pidfd);
+        json_decref(w->result);
+        free(w->error);
+        free(w->step);
+        free(w);
+        return NULL;
 }
 
-int worker_run(const char *step, json_t *job, uint64_t timeout_usec,
-               worker_progress_cb progress, void *userdata, WorkerOutcome *ret_outcome) {
-        Run run = {
-                .step = step, .fd = -1, .progress = progress, .userdata = userdata,
-                .deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec,
+static void finish(Worker *w) {
+        WorkerOutcome o = {
+                .max_rss_kib = (uint64_t) w->usage.ru_maxrss,
+                .cpu_usec = timeval_usec(&w->usage.ru_utime) + timeval_usec(&w->usage.ru_stime),
         };
-        int status = 0, r, k;
+        json_t *err;
 
-        *ret_outcome = (WorkerOutcome) {};
-        r = spawn(step, &run.pid, &run.fd);
-        if (r < 0)
-                return error_set(&ret_outcome->error, r, "%s worker: cannot start: %s", step, strerror(-r));
-        r = send_job(run.fd, step, job, &run.error);
+        if (!w->error && !w->result)
+                w->error = describe_status(w->step, w->status);
+        if (w->error) {
+                o.error = TAKE_PTR(w->error);
+        } else {
+                o.result = TAKE_PTR(w->result);
+                o.ok = json_is_true(json_object_get(o.result, "ok"));
+                o.bad = job_bool(o.result, "bad", false);
+                err = json_object_get(o.result, "error");
+                if (!o.ok)
+                        o.error = strdup_printf("%s: %s", w->step,
+                                                json_is_string(err) ? json_string_value(err) : "failed without a reason");
+                if (!(WIFEXITED(w->status) && WEXITSTATUS(w->status) == 0))
+                        log_warning("%s worker ended with status 0x%x after sending its result", w->step,
+                                    (unsigned) w->status);
+        }
+        w->done(&o, w->userdata);
+        json_decref(o.result);
+        free(o.error);
+        worker_free(w);
+}
+
+static int on_worker_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Worker *w = userdata;
+        pid_t p = wait4(w->pid, &w->status, WNOHANG, &w->usage);
+
+        if (p == 0 || (p < 0 && errno == EINTR))
+                return 0; /* not yet */
+        drain(w);  /* messages sent just before exit are still queued */
+        (void) kill(-w->pid, SIGKILL); /* leftovers in its group (hooks) */
+        finish(w);
+        return 0;
+}
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+
+        if (!w->error)
+                w->error = strdup_printf(w->stopping ? "%s worker stopped" : "%s worker timed out after %llus",
+                                         w->step, (unsigned long long) (w->timeout_usec / USEC_PER_SEC));
+        if (w->stopping) {
+                (void) kill(-w->pid, SIGKILL);
+                return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        }
+        worker_stop(w);
+        return 0;
+}
+
+void worker_stop(Worker *w) {
+        if (w->stopping)
+                return;
+        w->stopping = true;
+        if (!w->error)
+                w->error = strdup_printf("%s worker stopped", w->step);
+        (void) kill(-w->pid, SIGTERM);
+        (void) sd_event_source_set_time_relative(w->timer_source, WORKER_KILL_GRACE_USEC);
+        (void) sd_event_source_set_enabled(w->timer_source, SD_EVENT_ONESHOT);
+}
+
+const char *worker_step(const Worker *w) {
+        return w->step;
+}
+
+static int watch(Worker *w, sd_event *e) {
+        int r;
+
+        r = sd_event_add_io(e, &w->io_source, w->fd, EPOLLIN, on_io, w);
         if (r >= 0)
-                r = collect(&run);
-        if (r == -ETIMEDOUT)
-                error_set(&run.error, r, "%s worker timed out after %llus", step,
-                          (unsigned long long) (timeout_usec / USEC_PER_SEC));
-        if (r < 0)
-                run.deadline = 0; /* kill now */
-        close(run.fd);
-        k = reap(&run, &status);
-        ret_outcome->max_rss_kib = (uint64_t) run.usage.ru_maxrss;
-        ret_outcome->cpu_usec = timeval_usec(&run.usage.ru_utime) + timeval_usec(&run.usage.ru_stime);
-        if (r >= 0 && k < 0)
-                r = error_set(&run.error, k, "%s worker: waitpid: %s", step, strerror(-k));
-        if (r >= 0 && !run.result) {
-                r = -EPROTO;
-                run.error = describe_status(step, status);
-        } else if (r >= 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-                log_warning("%s worker ended with status 0x%x after sending its result", step, (unsigned) status);
+                r = sd_event_add_io(e, &w->exit_source, w->pidfd, EPOLLIN, on_worker_exit, w);
+        if (r >= 0)
+                r = sd_event_add_time_relative(e, &w->timer_source, CLOCK_MONOTONIC, w->timeout_usec, 0,
+                                               on_timeout, w);
+        return r;
+}
+
+int worker_start(sd_event *e, const char *step, json_t *job, uint64_t timeout_usec,
+                 worker_progress_cb progress, worker_done_cb done, void *userdata, Worker **ret) {
+        Worker *w = calloc(1, sizeof *w);
+        int r;
+
+        if (!w || !(w->step = strdup(step))) {
+                free(w);
+                return -ENOMEM;
+        }
+        *w = (Worker) { .step = w->step, .fd = -1, .pidfd = -1, .timeout_usec = timeout_usec,
+                        .progress = progress, .done = done, .userdata = userdata };
+        r = spawn(w);
+        if (r >= 0)
+                r = send_job(w, job);
+        if (r >= 0)
+                r = watch(w, e);
         if (r < 0) {
-                json_decref(run.result);
-                ret_outcome->error = run.error ? run.error : strdup(strerror(-r));
+                if (w->pid > 0) {
+                        (void) kill(-w->pid, SIGKILL);
+                        (void) waitpid(w->pid, NULL, 0);
+                }
+                worker_free(w);
                 return r;
         }
-        free(run.error);
-        finish_outcome(&run, ret_outcome);
+        *ret = w;
         return 0;
 }

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <systemd/sd-event.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -28,24 +29,33 @@
 
 /* ---- supervisor side ---- */
 
+typedef struct Worker Worker;
+
 typedef void (*worker_progress_cb)(uint64_t bytes, uint64_t total, void *userdata);
 
 typedef struct WorkerOutcome {
-        json_t *result;                /* the {"ok":...} object, owned */
+        json_t *result;                /* the {"ok":...} object; take it with TAKE_PTR */
         bool ok;                       /* result says ok */
         bool bad;                      /* result says the artifact is bad */
-        char *error;                   /* why it failed, owned; NULL when ok */
+        char *error;                   /* why it failed; NULL when ok */
         uint64_t max_rss_kib;          /* the worker's peak resident set */
         uint64_t cpu_usec;             /* user + system time */
 } WorkerOutcome;
-void worker_outcome_done(WorkerOutcome *o);
 
-/* Run step with job synchronously (for `once`), enforcing timeout_usec.
- * Returns 0 when the worker ran to a result (check outcome->ok), <0 when it
- * could not be run, crashed, timed out or broke protocol; outcome->error
- * says why in either failing case. */
-int worker_run(const char *step, json_t *job, uint64_t timeout_usec,
-               worker_progress_cb progress, void *userdata, WorkerOutcome *ret_outcome);
+/* Called once, when the worker has exited and been reaped (or could not be
+ * started). The Worker is freed right after: drop every pointer to it. */
+typedef void (*worker_done_cb)(WorkerOutcome *o, void *userdata);
+
+/* Start step with job on the event loop; the worker is killed (its whole
+ * process group, SIGTERM then SIGKILL) when it runs past timeout_usec. */
+int worker_start(sd_event *e, const char *step, json_t *job, uint64_t timeout_usec,
+                 worker_progress_cb progress, worker_done_cb done, void *userdata, Worker **ret);
+
+/* SIGTERM to the worker's group now, SIGKILL after a grace period; the done
+ * callback still runs, with an error saying it was stopped. */
+void worker_stop(Worker *w);
+
+const char *worker_step(const Worker *w);
 
 /* ---- worker side ---- */
 

@@ -36,7 +36,9 @@ static void test_round_trip(void **unused) {
 
         assert_int_equal(state_set(&s->current, "3f2c1ab"), 0);
         assert_int_equal(state_set(&s->previous, "9ab0123"), 0);
-        assert_int_equal(state_set(&s->in_flight_step, "fetch"), 0);
+        assert_int_equal(state_set(&s->in_flight_step, "activate"), 0);
+        assert_int_equal(state_set(&s->in_flight_previous, "9ab0123"), 0);
+        assert_int_equal(state_set(&s->pointer_etag, "\"abc\""), 0);
         assert_int_equal(state_set(&s->pinned, "3f2c1ab"), 0);
         s->paused = true;
         s->last_poll_usec = 1234567;
@@ -47,7 +49,9 @@ static void test_round_trip(void **unused) {
         assert_int_equal(state_load(path, &t, NULL), 0);
         assert_string_equal(t->current, "3f2c1ab");
         assert_string_equal(t->previous, "9ab0123");
-        assert_string_equal(t->in_flight_step, "fetch");
+        assert_string_equal(t->in_flight_step, "activate");
+        assert_string_equal(t->in_flight_previous, "9ab0123");
+        assert_string_equal(t->pointer_etag, "\"abc\"");
         assert_string_equal(t->pinned, "3f2c1ab");
         assert_true(t->paused);
         assert_int_equal(t->last_poll_usec, 1234567);

@@ -1,0 +1,192 @@
+/* service.c: a service at run time: directories, users, state, the poll
+ * timer with jitter and exponential backoff. */
+#define _GNU_SOURCE
+#include "service.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "fs-util.h"
+#include "log.h"
+#include "manager.h"
+#include "pipeline.h"
+#include "util.h"
+
+#define BACKOFF_CAP_USEC (60 * 60 * USEC_PER_SEC)
+#define BACKOFF_MAX_SHIFT 10
+
+static int resolve_user(const char *spec, uid_t *ret_uid, gid_t *ret_gid) {
+        _cleanup_free_ char *user = strdup(spec);
+        struct passwd *pw;
+        struct group *gr;
+        char *group;
+
+        if (!user)
+                return -ENOMEM;
+        group = strchr(user, ':');
+        if (group)
+                *group++ = '\0';
+        pw = getpwnam(user);
+        if (!pw)
+                return -ESRCH;
+        *ret_uid = pw->pw_uid;
+        *ret_gid = pw->pw_gid;
+        if (group) {
+                gr = getgrnam(group);
+                if (!gr)
+                        return -ESRCH;
+                *ret_gid = gr->gr_gid;
+        }
+        return 0;
+}
+
+static int resolve_users(Service *s) {
+        const char *worker_user = manager_config(s->manager)->agent.worker_user;
+        const char *owner = s->cfg->owner ?: worker_user;
+
+        s->drop = geteuid() == 0;
+        if (!s->drop)
+                return 0;
+        if (resolve_user(worker_user, &s->worker_uid, &s->worker_gid) < 0)
+                return log_error_errno(-ESRCH, "%s: worker_user \"%s\" does not exist", s->name, worker_user);
+        if (resolve_user(owner, &s->owner_uid, &s->owner_gid) < 0)
+                return log_error_errno(-ESRCH, "%s: owner \"%s\" does not exist", s->name, owner);
+        if (s->worker_uid == 0 || s->owner_uid == 0)
+                return log_error_errno(-EPERM, "%s: worker_user and owner must not be root", s->name);
+        return 0;
+}
+
+static int prepare_dirs(Service *s) {
+        const char *state_dir = manager_config(s->manager)->agent.state_dir;
+        int r;
+
+        snprintf(s->state_path, sizeof s->state_path, "%s/%s/state.json", state_dir, s->name);
+        snprintf(s->downloads_dir, sizeof s->downloads_dir, "%s/%s/downloads", state_dir, s->name);
+        snprintf(s->releases_dir, sizeof s->releases_dir, "%s/releases", s->cfg->root);
+        if ((r = mkdir_p(s->downloads_dir, 0750)) < 0 || (r = mkdir_p(s->cfg->root, 0755)) < 0)
+                return log_error_errno(r, "%s: creating %s or %s: %m", s->name, s->downloads_dir, s->cfg->root);
+        if (s->drop && chown(s->downloads_dir, s->worker_uid, s->worker_gid) < 0)
+                return log_error_errno(-errno, "%s: chown %s: %m", s->name, s->downloads_dir);
+        return 0;
+}
+
+/* The current symlink is the truth; state.json follows it. */
+static int load_state(Service *s) {
+        _cleanup_free_ char *error = NULL, *current = NULL;
+        _cleanup_close_ int root_fd = open(s->cfg->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int r;
+
+        r = state_load(s->state_path, &s->state, &error);
+        if (r < 0)
+                return log_error_errno(r, "%s: %s", s->name, error ?: "cannot load state");
+        if (root_fd >= 0)
+                (void) release_link_sha(root_fd, "current", &current);
+        if (!streq_ptr(current, s->state->current) && state_set(&s->state->current, current) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int service_new(Manager *m, const ServiceConfig *cfg, Service **ret) {
+        Service *s = calloc(1, sizeof *s);
+        int r;
+
+        if (!s || !(s->name = strdup(cfg->name))) {
+                free(s);
+                return -ENOMEM;
+        }
+        s->manager = m;
+        s->cfg = cfg;
+        snprintf(s->activity, sizeof s->activity, "starting");
+        if ((r = resolve_users(s)) < 0 || (r = prepare_dirs(s)) < 0 || (r = load_state(s)) < 0) {
+                service_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+Service *service_free(Service *s) {
+        if (!s)
+                return NULL;
+        sd_event_source_disable_unref(s->timer);
+        state_free(s->state);
+        free(s->name);
+        free(s);
+        return NULL;
+}
+
+int service_save_state(Service *s) {
+        int r = state_save(s->state, s->state_path);
+
+        if (r < 0)
+                log_error_errno(r, "%s: saving %s: %m", s->name, s->state_path);
+        return r;
+}
+
+void service_set_activity(Service *s, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(s->activity, sizeof s->activity, fmt, ap);
+        va_end(ap);
+        manager_status_changed(s->manager);
+}
+
+/* poll_interval, doubled per failure in a row up to a cap, then spread by
+ * +-poll_jitter so a fleet does not hit S3 in lockstep. */
+uint64_t service_poll_delay(const Service *s) {
+        const AgentConfig *a = &manager_config(s->manager)->agent;
+        unsigned shift = s->failures < BACKOFF_MAX_SHIFT ? s->failures : BACKOFF_MAX_SHIFT;
+        uint64_t delay = a->poll_interval_usec << shift, spread, rnd = 0;
+
+        if (s->failures > 0 && delay > BACKOFF_CAP_USEC)
+                delay = a->poll_interval_usec > BACKOFF_CAP_USEC ? a->poll_interval_usec : BACKOFF_CAP_USEC;
+        spread = delay / 100 * a->poll_jitter_percent;
+        if (spread == 0 || getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+                return delay;
+        return delay - spread + rnd % (2 * spread + 1);
+}
+
+static int on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+        Service *s = userdata;
+
+        if (service_poll(s) == -EBUSY)
+                (void) service_schedule(s, service_poll_delay(s));
+        return 0;
+}
+
+int service_schedule(Service *s, uint64_t delay) {
+        if (!s->timer)
+                return sd_event_add_time_relative(manager_event(s->manager), &s->timer, CLOCK_MONOTONIC, delay,
+                                                  0, on_timer, s);
+        (void) sd_event_source_set_time_relative(s->timer, delay);
+        return sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+}
+
+int service_poll(Service *s) {
+        int r;
+
+        if (s->pipeline)
+                return -EBUSY;
+        s->state->last_poll_usec = now_usec(CLOCK_REALTIME);
+        r = pipeline_start(s, pipeline_needs_recovery(s->state) ? PIPELINE_RECOVER : PIPELINE_AUTO);
+        if (r < 0)
+                log_error_errno(r, "%s: cannot start a deploy: %m", s->name);
+        return r;
+}
+
+void service_pipeline_done(Service *s, int r) {
+        if (r < 0)
+                s->failures++;
+        else
+                s->failures = 0;
+        if (r >= 0)
+                service_set_activity(s, "idle at %s", s->state->current ?: "nothing");
+        else
+                service_set_activity(s, "failed (%u in a row) at %s", s->failures, s->state->current ?: "nothing");
+        (void) service_save_state(s);
+        manager_pipeline_ended(s->manager, s, r);
+}
