@@ -5,6 +5,9 @@ SBINDIR    ?= $(PREFIX)/sbin
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 PYTHON     ?= /usr/bin/python3
 
 CC      ?= cc
@@ -72,6 +75,11 @@ asan-test:
 	  OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  HARDEN="-fstack-protector-strong" LDFLAGS="-fsanitize=address,undefined" unit-test
 
+# The agent with debug-only hooks (SIGUSR2 stalls the event loop, for the
+# watchdog test). Never installed.
+debug:
+	$(MAKE) BUILD=build-debug OPT="-O1 -g -DDEPLOY_AGENT_DEBUG" all
+
 demo:
 	bash scripts/demo.sh
 
@@ -82,11 +90,16 @@ install: all
 	install -D -m 0755 $(BUILD)/deploy-agent $(DESTDIR)$(SBINDIR)/deploy-agent
 	install -D -m 0755 $(BUILD)/deployctl $(DESTDIR)$(BINDIR)/deployctl
 	install -D -m 0644 deploy.ini.example $(DESTDIR)$(SYSCONFDIR)/deploy-agent/deploy.ini.example
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/deploy-agent.service > $(DESTDIR)$(UNITDIR)/deploy-agent.service
+	install -m 0644 systemd/deploy-agent.socket $(DESTDIR)$(UNITDIR)/deploy-agent.socket
+	install -D -m 0644 systemd/deploy-agent.sysusers $(DESTDIR)$(SYSUSERSDIR)/deploy-agent.conf
+	install -D -m 0644 systemd/deploy-agent.tmpfiles $(DESTDIR)$(TMPFILESDIR)/deploy-agent.conf
 	for m in docs/*.[158]; do [ -e "$$m" ] || continue; \
 	  s=$${m##*.}; install -D -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-debug
 
-.PHONY: all test unit-test integration-test asan-test demo bench install clean FORCE
+.PHONY: debug all test unit-test integration-test asan-test demo bench install clean FORCE
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

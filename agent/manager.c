@@ -279,7 +279,7 @@ static void manager_reload(Manager *m) {
         apply_reload(m);
         if (!any_busy(m))
                 free_retired(m);
-        log_info("reloaded %s: %zu service%s", m->config_path, cfg->n_services, cfg->n_services == 1 ? "" : "s");
+        log_event(LOG_INFO, LOG_MID_RELOADED, "reloaded %s: %zu service%s", m->config_path, cfg->n_services, cfg->n_services == 1 ? "" : "s");
         manager_status_changed(m);
 }
 void manager_pipeline_ended(Manager *m, Service *s, int r) {
@@ -316,7 +316,7 @@ static void manager_stop(Manager *m) {
         if (m->stopping)
                 return;
         m->stopping = true;
-        log_info("stopping: %s", any_busy(m) ? "telling workers to stop" : "idle");
+        log_event(LOG_INFO, LOG_MID_STOPPED, "stopping: %s", any_busy(m) ? "telling workers to stop" : "idle");
         (void) sd_notify(false, "STOPPING=1");
         for (size_t i = 0; i < m->n_services; i++) {
                 m->services[i]->timer = sd_event_source_disable_unref(m->services[i]->timer);
@@ -449,7 +449,7 @@ int manager_run(Manager *m) {
         if (m->once)
                 run_once(m);
         else {
-                log_info("running %zu service%s", m->n_services, m->n_services == 1 ? "" : "s");
+                log_event(LOG_INFO, LOG_MID_STARTED, "running %zu service%s", m->n_services, m->n_services == 1 ? "" : "s");
                 (void) sd_notify(false, "READY=1");
                 manager_status_changed(m);
         }

@@ -84,14 +84,16 @@ static void finish(Pipeline *p, int r) {
 
         (void) set_in_flight(p, NULL);
         s->pipeline = NULL;
+        log_set_context(s->name, NULL, NULL); /* the context points into p */
         pipeline_free(p);
         service_pipeline_done(s, r);
+        log_set_context(NULL, NULL, NULL);
 }
 
 static void fail(Pipeline *p, int r, const char *error) {
         Service *s = p->service;
 
-        log_error("%s: %s", s->name, error);
+        log_event(LOG_ERR, LOG_MID_FAILED, "%s: %s", s->name, error);
         (void) state_set(&s->state->last_error, error);
         finish(p, r < 0 ? r : -EIO);
 }
@@ -100,7 +102,7 @@ static void mark_bad(Pipeline *p, const char *reason, const char *outcome) {
         ServiceState *st = p->service->state;
         uint64_t now = now_usec(CLOCK_REALTIME);
 
-        log_error("%s: marking %s bad: %s", p->service->name, p->target.sha, reason);
+        log_event(LOG_ERR, LOG_MID_BAD, "%s: marking %s bad: %s", p->service->name, p->target.sha, reason);
         (void) state_mark_bad(st, p->target.sha, p->target.etag, reason, now);
         (void) state_add_history(st, p->target.sha, p->previous, outcome, reason, now);
 }
@@ -203,6 +205,8 @@ static void on_unpacked(Pipeline *p, json_t *res) {
 static void deployed(Pipeline *p) {
         Service *s = p->service;
 
+        log_event(LOG_INFO, LOG_MID_DEPLOYED, "%s: deployed %s (was %s)", s->name, p->target.sha,
+                  p->previous ?: "nothing");
         (void) state_set(&s->state->last_error, NULL);
         (void) state_add_history(s->state, p->target.sha, p->previous, "deployed", NULL, now_usec(CLOCK_REALTIME));
         run_step(p, STEP_PRUNE);
@@ -240,7 +244,8 @@ static void after_swap_failed(Pipeline *p, const char *error) {
                 return fail(p, -EIO, !p->previous ? "no previous release to roll back to"
                                                   : "auto_rollback = no: leaving the failed release active");
         }
-        log_warning("%s: rolling back from %s to %s", s->name, p->target.sha, p->previous);
+        log_event(LOG_WARNING, LOG_MID_ROLLBACK, "%s: rolling back from %s to %s", s->name, p->target.sha,
+                  p->previous);
         run_step(p, STEP_ROLLBACK);
 }
 
@@ -305,8 +310,10 @@ static void abandon(Pipeline *p) {
 
         log_info("%s: stopped during %s", s->name, step_names[p->step]);
         s->pipeline = NULL;
+        log_set_context(s->name, NULL, NULL); /* the context points into p */
         pipeline_free(p);
         service_pipeline_done(s, -ECANCELED);
+        log_set_context(NULL, NULL, NULL);
 }
 
 static void on_step_done(WorkerOutcome *o, void *userdata) {
@@ -314,6 +321,7 @@ static void on_step_done(WorkerOutcome *o, void *userdata) {
         json_t *res = o->result;
 
         p->worker = NULL;
+        log_set_context(p->service->name, p->target.sha, step_names[p->step]);
         if (p->stopped)
                 return abandon(p);
         log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms", p->service->name, step_workers[p->step],
@@ -358,6 +366,7 @@ static void run_step(Pipeline *p, Step step) {
 
         p->step = step;
         p->progress_mark = 0;
+        log_set_context(s->name, p->target.sha, step_names[step]);
         job = build_job(p, step);
         if (!job)
                 return fail(p, -ENOMEM, "building a job: out of memory");

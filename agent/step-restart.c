@@ -27,7 +27,7 @@ typedef struct Restart {
         const char *job_path;          /* ours, from RestartUnit's reply */
         char *job_result;              /* from JobRemoved */
         uint32_t n_restarts;
-        char detail[256];
+        char detail[320];
 } Restart;
 
 static int on_job_removed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {

@@ -171,6 +171,7 @@ int worker_main(const char *step) {
         if (!json_is_object(w.job))
                 return log_error("no valid job on fd %d", WORKER_FD), 2;
         log_set_max_level((int) job_uint64(w.job, "log_level", LOG_INFO));
+        log_set_context(job_string(w.job, "service"), job_string(w.job, "sha"), step);
         result = run_step(info, &w);
         send_message(result);
         json_decref(w.job);
