@@ -457,8 +457,11 @@ static int imds_refresh(CredentialsProvider *p, char **ret_error) {
                 return 0;
         if (usable && mono < p->next_attempt)
                 return 0;
-        p->next_attempt = mono + CREDENTIALS_RETRY_INTERVAL_USEC;
         r = imds_fetch(p, &fresh, &error);
+        /* IMDS may hand out the old set until it rotates: do not ask again
+         * for every request while it does, nor while it is down. */
+        p->next_attempt = r >= 0 && !credentials_need_refresh(&fresh, now) ? 0 :
+                          mono + CREDENTIALS_RETRY_INTERVAL_USEC;
         if (r >= 0) {
                 credentials_done(&p->current);
                 p->current = fresh;
