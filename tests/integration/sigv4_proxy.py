@@ -235,6 +235,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # -- request side -------------------------------------------------
 
     def _handle(self):
+        self._answered = False
         proxy = self.server.proxy
         method = self.command
         path = self.path
@@ -247,15 +248,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 proxy._record(method, path, fault.status)
                 self._send_error(fault.status, fault.code, "injected fault")
                 return
-            status = self._forward(proxy, body, fault)
-            proxy._record(method, path, status)
+            self._forward(proxy, body, fault)
         except S3Error as e:
             proxy._reject(method, path, e.code, e.message)
             proxy._record(method, path, e.status)
             self._send_error(e.status, e.code, e.message)
         except (BrokenPipeError, ConnectionResetError):
-            proxy._record(method, path, 499)  # client went away
-            self.close_connection = True
+            self.close_connection = True  # client went away mid-answer
+        except OSError as e:  # s3rver unreachable or cut
+            if getattr(self, "_answered", False):
+                self.close_connection = True
+            else:
+                proxy._record(method, path, 503)
+                self._send_error(503, "ServiceUnavailable", f"upstream: {e}")
 
     def _verify_and_spool(self, proxy):
         headers = list(self.headers.items())
@@ -391,6 +396,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             conn.close()
 
     def _relay_response(self, proxy, resp, fault):
+        self._answered = True
         self.send_response_only(resp.status, resp.reason)
         length = resp.getheader("Content-Length")
         for name, value in resp.getheaders():
@@ -405,6 +411,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             chunked = True
         self.end_headers()
+        # Recorded before the body: a client that has its answer finds it listed.
+        proxy._record(self.command, self.path, resp.status)
         if no_body:
             resp.read()
             return resp.status
