@@ -72,6 +72,7 @@ static int stream_reset(Stream *s) {
                 return -errno;
         hash_init(s);
         s->bytes = 0;
+        s->d->reused = 0;
         free(s->etag);
         s->etag = NULL;
         return 0;

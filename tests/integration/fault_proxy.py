@@ -12,12 +12,15 @@ in the order they were added, each for `times` requests:
   stall_after=N, stall=S   after N body bytes, send nothing for S seconds,
                            then go on (the client may have given up by then)
   delay=S            wait S seconds before forwarding
-  on_hit=callable    called when the fault fires (rotate credentials, ...)
+  on_hit=callable    called when the fault fires, before forwarding
+  after=callable     called once the cut or stall has happened (replace the
+                     object midway, rotate credentials, ...)
 
 It also accepts absolute-form requests ("GET http://host/x HTTP/1.1"), so it
 can stand in as a forward proxy (http_proxy) to show the agent uses one.
 """
 
+import select
 import socket
 import socketserver
 import threading
@@ -30,7 +33,7 @@ HEAD_MAX = 64 * 1024
 
 class Fault:
     def __init__(self, match, status=None, code=None, cut_after=None, stall_after=None, stall=0.0,
-                 delay=0.0, times=1, on_hit=None):
+                 delay=0.0, times=1, on_hit=None, after=None):
         self.match = match
         self.status = status
         self.code = code or ("SlowDown" if status == 503 else "InternalError")
@@ -40,6 +43,7 @@ class Fault:
         self.delay = delay
         self.times = times
         self.on_hit = on_hit
+        self.after = after
         self.hits = 0
 
 
@@ -283,11 +287,19 @@ class _Handler(socketserver.StreamRequestHandler):
                 rec.fault = "cut"
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
+                self._drain(up_r, left)
+                if fault.after:
+                    fault.after()
                 return False
             if stall_at is not None and rec.body_bytes >= stall_at:
                 rec.fault = "stall"
                 self.wfile.flush()
-                time.sleep(fault.stall)
+                self._stall(fault.stall)
+                if fault.after:
+                    fault.after()
+                if self._client_gone():
+                    self._drain(up_r, left)
+                    return False       # it gave up: count nothing more
                 stall_at = None
                 continue
             data = up_r.read(n)
@@ -298,3 +310,28 @@ class _Handler(socketserver.StreamRequestHandler):
             left -= len(data)
         self.wfile.flush()
         return True
+
+    @staticmethod
+    def _drain(up_r, left):
+        """Read what the upstream still sends, so that closing our side of
+        it is a clean FIN rather than a reset."""
+        while left > 0:
+            data = up_r.read(min(CHUNK, left))
+            if not data:
+                return
+            left -= len(data)
+
+    def _stall(self, seconds):
+        """Send nothing for `seconds`, or until the client hangs up."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self._client_gone():
+            time.sleep(0.05)
+
+    def _client_gone(self):
+        r, _, _ = select.select([self.connection], [], [], 0)
+        if not r:
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True

@@ -133,35 +133,51 @@ def s3_job(agent_or_endpoint, credentials="static", access_key=harness.ACCESS_KE
             "secret_access_key": secret_key if static else None, "session_token": None}
 
 
+class Worker:
+    """`deploy-agent --worker STEP` started with job on fd 3, as the
+    supervisor does it."""
+
+    def __init__(self, step, job, env=None):
+        self.step = step
+        self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        job = dict(job, step=step, service="app", log_level=7)
+        # bash puts the socket on fd 3, where the worker expects it.
+        fd = child.fileno()
+        self.proc = subprocess.Popen(["/bin/bash", "-c", f'exec "$0" --worker {step} 3<&{fd} {fd}<&-',
+                                      str(harness.AGENT_BIN)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, pass_fds=(fd,))
+        child.close()
+        self.sock.sendall(json.dumps(job).encode())
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.communicate()
+        self.sock.close()
+
+    def wait(self, timeout=120):
+        """(result, progress messages, stderr)."""
+        self.sock.settimeout(timeout)
+        progress, result = [], None
+        try:
+            while result is None:
+                msg = self.sock.recv(65536)
+                if not msg:
+                    break
+                m = json.loads(msg)
+                if "progress" in m:
+                    progress.append(m["progress"])
+                else:
+                    result = m
+        finally:
+            self.sock.close()
+            _, err = self.proc.communicate(timeout=timeout)
+        err = err.decode(errors="replace")
+        print(f"worker {self.step} -> {result}\n--- stderr\n{err}")
+        return result, progress, err
+
+
 def run_worker(step, job, env=None, timeout=120):
-    """Run `deploy-agent --worker STEP` with job on fd 3 as the supervisor
-    does; returns (result, progress messages, stderr)."""
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    job = dict(job, step=step, service="app", log_level=7)
-    # The shell puts the socket on fd 3, where the worker expects it.
-    fd = child.fileno()
-    proc = subprocess.Popen(["/bin/bash", "-c", f'exec "$0" --worker {step} 3<&{fd} {fd}<&-',
-                             str(harness.AGENT_BIN)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, pass_fds=(fd,))
-    child.close()
-    parent.sendall(json.dumps(job).encode())
-    parent.settimeout(timeout)
-    progress, result = [], None
-    try:
-        while result is None:
-            msg = parent.recv(65536)
-            if not msg:
-                break
-            m = json.loads(msg)
-            if "progress" in m:
-                progress.append(m["progress"])
-            else:
-                result = m
-    finally:
-        parent.close()
-        _, err = proc.communicate(timeout=timeout)
-    print(f"worker {step} -> {result}\n--- stderr\n{err.decode(errors='replace')}")
-    return result, progress, err.decode(errors="replace")
+    return Worker(step, job, env).wait(timeout)
 
 
 def fetch_stats(output):
