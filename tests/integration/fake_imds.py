@@ -106,14 +106,15 @@ class FakeIMDS:
         return gen
 
     def outage(self, kind):
-        """"500": answer every request 500; "refuse": stop listening (the
-        port stays ours: restart with outage(None)); None: back to normal."""
+        """"500": answer every request 500; "refuse": stop listening and
+        drop kept-alive connections (restart with outage(None)); None: back
+        to normal."""
+        with self.lock:
+            self.failure = kind
         if kind == "refuse":
             self.stop()
         elif kind is None and self._server is None:
             self.start()
-        with self.lock:
-            self.failure = kind if kind == "500" else None
 
     def expire_tokens(self):
         with self.lock:
@@ -177,8 +178,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _down(self):
+        if self.server.imds.failure == "refuse":
+            self.close_connection = True        # no answer: the host is gone
+            return True
+        return False
+
     def do_PUT(self):
         imds = self.server.imds
+        if self._down():
+            return
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
@@ -195,6 +204,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         imds = self.server.imds
+        if self._down():
+            return
         if imds.failure == "500":
             return self._reply(500, b"fake outage")
         if not imds._token_ok(self.headers.get("X-aws-ec2-metadata-token", "")):
