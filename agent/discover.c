@@ -39,11 +39,24 @@ void discover_best_done(DiscoverBest *b) {
         *b = (DiscoverBest) {};
 }
 
+/* "<best key>.sha256" or "<best key>.minisig": note it. */
+static bool offer_sidecar(DiscoverBest *b, const char *key) {
+        size_t n;
+
+        if (!b->found || strncmp(key, b->key, (n = strlen(b->key))) != 0)
+                return false;
+        if (streq(key + n, ".sha256"))
+                return (b->sha256 = true);
+        if (streq(key + n, ".minisig"))
+                return (b->minisig = true);
+        return false;
+}
+
 int discover_best_offer(DiscoverBest *b, const char *prefix, const char *suffix, const S3Object *o) {
         char sha[41];
         char *key, *etag;
 
-        if (!discover_match_key(prefix, suffix, o->key, sha))
+        if (offer_sidecar(b, o->key) || !discover_match_key(prefix, suffix, o->key, sha))
                 return 0;
         if (b->found && !discover_is_newer(o->last_modified_usec, o->key, b->last_modified_usec, b->key))
                 return 0;

@@ -149,10 +149,11 @@ static int listing_cb(const S3Object *o, void *userdata) {
         return r < 0 ? r : 0;
 }
 
+/* One listing (a request per 1000 keys) is the whole idle poll. */
 static int discover_newest(S3Client *c, const DiscoverJob *j, json_t **ret, char **ret_error) {
         _cleanup_(discover_best_done) DiscoverBest best = {};
-        _cleanup_(artifact_done) Artifact a = {};
         Listing l = { .job = j, .best = &best };
+        Artifact a;
         int r;
 
         r = s3_list_objects(c, j->bucket, j->prefix, listing_cb, &l, ret_error);
@@ -160,12 +161,11 @@ static int discover_newest(S3Client *c, const DiscoverJob *j, json_t **ret, char
                 return r;
         if (!best.found)
                 return result_not_found("no key matches prefix + sha + suffix", ret);
-        a.key = best.key;
-        r = artifact_lookup(c, j->bucket, &a, ret_error);
-        if (r < 0)
-                return r;
-        if (!a.found)                  /* deleted between the two listings */
-                return result_not_found("the newest artifact disappeared while listing", ret);
+        a = (Artifact) {
+                .key = best.key, .found = true, .etag = best.etag,
+                .last_modified_usec = best.last_modified_usec, .size = best.size,
+                .sha256 = best.sha256, .minisig = best.minisig,
+        };
         return result_found(best.sha, &a, NULL, ret);
 }
 

@@ -57,8 +57,15 @@ class Record:
         self.headers = headers          # lower-case name -> value
         self.status = None
         self.body_bytes = 0             # response body bytes sent to the client
+        self.request_bytes = 0          # head and body, as received
+        self.response_bytes = 0         # head and body, as sent
         self.fault = None               # "status" | "cut" | "stall" | None
         self.absolute = target.startswith("http://")
+
+    @property
+    def wire_bytes(self):
+        """Bytes both ways: request head and body, response head and body."""
+        return self.request_bytes + self.response_bytes + self.body_bytes
 
     @property
     def token(self):
@@ -221,6 +228,7 @@ class _Handler(socketserver.StreamRequestHandler):
             return self._answer_error(rec, fault, headers)
         up_w.write(raw)
         up_w.flush()
+        rec.request_bytes = len(raw)
         expect = rec.headers.get("expect", "").lower() == "100-continue"
         if expect:
             interim = _read_head(up_r)
@@ -230,12 +238,13 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.flush()
             if " 100 " not in interim[0] + " ":
                 return self._relay_rest(rec, interim, up_r, fault)
-        _copy_body(self.rfile, up_w, headers)
+        rec.request_bytes += _copy_body(self.rfile, up_w, headers)
         up_w.flush()
         resp = _read_head(up_r)
         if resp is None:
             return False
         rec.status = int(resp[0].split(" ")[1])    # before the client can see it
+        rec.response_bytes = len(resp[2])
         self.wfile.write(resp[2])
         return self._relay_rest(rec, resp, up_r, fault)
 

@@ -89,6 +89,36 @@ static void test_newest_ties(void **state) {
         assert_false(discover_is_newer(1, "a", 1, "a"));
 }
 
+/* In listing (byte) order the sidecars follow their artifact. */
+static void test_newest_sidecars(void **state) {
+        _cleanup_(discover_best_done) DiscoverBest b = {};
+        static const char *const keys[] = {
+                "api/aaaaaaa.tar.gz", "api/aaaaaaa.tar.gz.minisig", "api/aaaaaaa.tar.gz.sha256",
+                "api/bbbbbbb.tar.gz", "api/bbbbbbb.tar.gz.sha256", "api/bbbbbbb.tar.gz.sha256.old",
+                "api/ccccccc.tar.gz", "api/ccccccc.tar.gz.minisig",
+        };
+        static const uint64_t when[] = { 100, 100, 100, 300, 300, 300, 200, 200 };
+        S3Object o;
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                o = object(keys[i], when[i]);
+                assert_true(discover_best_offer(&b, "api/", ".tar.gz", &o) >= 0);
+        }
+        assert_string_equal(b.sha, "bbbbbbb");
+        assert_true(b.sha256);
+        assert_false(b.minisig);               /* aaaaaaa's and ccccccc's do not count */
+
+        discover_best_done(&b);
+        o = object("api/ddddddd.tar.gz", 100);
+        assert_int_equal(discover_best_offer(&b, "api/", ".tar.gz", &o), 1);
+        o = object("api/ddddddd.tar.gz.minisig", 100);
+        assert_int_equal(discover_best_offer(&b, "api/", ".tar.gz", &o), 0);
+        o = object("api/eeeeeee.tar.gz", 500);  /* a newer one: its own sidecars only */
+        assert_int_equal(discover_best_offer(&b, "api/", ".tar.gz", &o), 1);
+        assert_false(b.minisig);
+        assert_false(b.sha256);
+}
+
 static void test_newest_none(void **state) {
         _cleanup_(discover_best_done) DiscoverBest b = {};
         S3Object o = object("api/latest.txt", 100);
@@ -129,6 +159,7 @@ int main(void) {
                 cmocka_unit_test(test_match_rejected),
                 cmocka_unit_test(test_newest),
                 cmocka_unit_test(test_newest_ties),
+                cmocka_unit_test(test_newest_sidecars),
                 cmocka_unit_test(test_newest_none),
                 cmocka_unit_test(test_pointer),
         };
