@@ -19,12 +19,18 @@ void minisign_signature_done(MinisignSignature *s) {
 const char *minisign_key_id_to_string(const uint8_t id[static 8], char buf[static 17]) {
         static const char hex[] = "0123456789ABCDEF";
 
-        /* minisign prints the id as a little-endian 64-bit number. */
+        size_t skip = 0;
+
+        /* minisign prints the id as a little-endian 64-bit number, in hex
+         * without leading zeros ("%" PRIX64). */
         for (size_t i = 0; i < 8; i++) {
                 buf[2 * i] = hex[id[7 - i] >> 4];
                 buf[2 * i + 1] = hex[id[7 - i] & 15];
         }
         buf[16] = '\0';
+        while (skip < 15 && buf[skip] == '0')
+                skip++;
+        memmove(buf, buf + skip, 17 - skip);
         return buf;
 }
 

@@ -53,5 +53,5 @@ bool minisign_comment_names_file(const char *comment, const char *file_name);
 int minisign_verify(const MinisignKey *keys, size_t n_keys, const MinisignSignature *sig,
                     const uint8_t hash[static MINISIGN_HASH_BYTES], const char *file_name, char **ret_error);
 
-/* The key id as minisign prints it (16 upper-case hex digits). */
+/* The key id as minisign prints it (upper-case hex, no leading zeros). */
 const char *minisign_key_id_to_string(const uint8_t id[static 8], char buf[static 17]);
