@@ -3,7 +3,9 @@
   s3     (session)  s3rver on loopback behind the SigV4-verifying proxy.
                     s3.endpoint, s3.put(key, bytes|path), s3.put_many({key: bytes}),
                     s3.bulk_put({key: bytes}), s3.aws(*args), s3.client (botocore),
-                    s3.proxy.requests [(method, path, status)], s3.proxy.rejections,
+                    s3.proxy.requests [(method, path, status)] (whole session),
+                    s3.proxy.rejections [(method, path, code, detail)] (cleared per test
+                    by the agent fixture),
                     s3.proxy.throttle_bps, s3.proxy.inject(...).
   agent  (per test) a sandbox for service "app" under a unique prefix:
                     publish(sha, files), publish_archive(sha, data, suffix=".tar.gz",
@@ -90,6 +92,8 @@ def test_dir(request, session_dir):
 def agent(request, s3, test_dir, agent_bin):
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40]
     prefix = f"{base}-{uuid.uuid4().hex[:6]}/"
+    with s3.proxy.lock:  # rejections are per test (requests: slice agent.s3_requests())
+        s3.proxy.rejections.clear()
     a = harness.Agent(s3, test_dir, prefix)
     yield a
     s3.proxy.reset()
