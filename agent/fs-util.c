@@ -45,6 +45,37 @@ int rm_rf_at(int dirfd, const char *name) {
         return r;
 }
 
+DIR *opendir_at(int dirfd) {
+        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d;
+
+        if (fd < 0)
+                return NULL;
+        d = fdopendir(fd);
+        if (!d)
+                close(fd);
+        return d;
+}
+
+int rm_rf_prefixed_at(int dirfd, const char *prefix) {
+        _cleanup_(closedirp) DIR *d = opendir_at(dirfd);
+        size_t n = strlen(prefix);
+        struct dirent *de;
+        int r = 0, removed = 0;
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                if (strncmp(de->d_name, prefix, n) != 0)
+                        continue;
+                int k = rm_rf_at(dirfd, de->d_name);
+                if (k < 0 && r == 0)
+                        r = k;
+                removed += k >= 0;
+        }
+        return r < 0 ? r : removed;
+}
+
 int mkdir_p(const char *path, mode_t mode) {
         char buf[PATH_MAX];
 

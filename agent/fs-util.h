@@ -13,6 +13,15 @@ static inline void closedirp(DIR **d) {
  * Missing is success. */
 int rm_rf_at(int dirfd, const char *name);
 
+/* Remove every entry of dirfd whose name starts with prefix (leftovers of
+ * an interrupted run: ".staging-", ".trash-", ".current.tmp-"). Returns how
+ * many were removed, or the first error. */
+int rm_rf_prefixed_at(int dirfd, const char *prefix);
+
+/* opendir() of dirfd itself through a new open file description: a dup()
+ * would share the read offset with every other reader of dirfd. */
+DIR *opendir_at(int dirfd);
+
 /* mkdir -p for an absolute path; mode applies to created components. */
 int mkdir_p(const char *path, mode_t mode);
 

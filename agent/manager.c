@@ -8,6 +8,7 @@
 #include <sys/random.h>
 #include <systemd/sd-daemon.h>
 
+#include "control.h"
 #include "log.h"
 #include "pipeline.h"
 #include "service.h"
@@ -40,6 +41,8 @@ struct Manager {
         char *only_service;
         unsigned once_pending, once_failed;
         bool stopping;
+        Control *control;              /* NULL for once */
+        uint64_t start_usec;           /* realtime */
 };
 
 sd_event *manager_event(Manager *m) {
@@ -259,7 +262,7 @@ static void apply_reload(Manager *m) {
         }
 }
 
-static void manager_reload(Manager *m) {
+void manager_reload(Manager *m, char **ret_error) {
         _cleanup_free_ char *error = NULL;
         Config *cfg = NULL;
         int r;
@@ -267,6 +270,8 @@ static void manager_reload(Manager *m) {
         r = config_load(m->config_path, &cfg, &error);
         if (r < 0) {
                 log_error("reload: %s; keeping the running configuration", error ?: strerror(-r));
+                if (ret_error)
+                        *ret_error = TAKE_PTR(error);
                 return;
         }
         if (retire_config(m, m->cfg) < 0) {
@@ -279,18 +284,28 @@ static void manager_reload(Manager *m) {
         apply_reload(m);
         if (!any_busy(m))
                 free_retired(m);
-        log_event(LOG_INFO, LOG_MID_RELOADED, "reloaded %s: %zu service%s", m->config_path, cfg->n_services, cfg->n_services == 1 ? "" : "s");
+        log_event(LOG_INFO, LOG_MID_RELOADED, "reloaded %s: %zu service%s", m->config_path, cfg->n_services,
+                  cfg->n_services == 1 ? "" : "s");
         manager_status_changed(m);
 }
-void manager_pipeline_ended(Manager *m, Service *s, int r) {
+
+void manager_pipeline_progress(Manager *m, Service *s, unsigned seq, const char *step, uint64_t bytes,
+                               uint64_t total) {
+        if (m->control)
+                control_pipeline_progress(m->control, s->name, seq, step, bytes, total);
+}
+
+void manager_pipeline_ended(Manager *m, Service *s, unsigned seq, const PipelineResult *res) {
         size_t i = service_index(m, s);
 
         if (m->once) {
-                m->once_failed += r < 0;
+                m->once_failed += res->r < 0;
                 if (--m->once_pending == 0)
                         (void) sd_event_exit(m->event, m->once_failed ? 1 : 0);
                 return;
         }
+        if (m->control)
+                control_pipeline_ended(m->control, s->name, seq, res);
         if (m->stopping) {
                 if (!any_busy(m))
                         (void) sd_event_exit(m->event, 0);
@@ -299,15 +314,34 @@ void manager_pipeline_ended(Manager *m, Service *s, int r) {
         if (s->removed) {
                 log_info("%s: removed from the configuration", s->name);
                 remove_service_at(m, i);
-        } else if (s->reload_pending) {
+        } else if (s->reload_pending && s->pending_kind < 0) {
                 const ServiceConfig *cfg = config_find_service(m->cfg, s->name);
                 remove_service_at(m, i);
                 if (cfg)
                         start_service(m, cfg);
         } else
-                (void) service_schedule(s, service_poll_delay(s));
+                service_next(s);
         if (m->n_retired > 0 && !any_busy(m))
                 free_retired(m);
+}
+
+Service *manager_find_service(Manager *m, const char *name) {
+        for (size_t i = 0; name && i < m->n_services; i++)
+                if (streq(m->services[i]->name, name))
+                        return m->services[i];
+        return NULL;
+}
+
+size_t manager_n_services(Manager *m) {
+        return m->n_services;
+}
+
+Service *manager_service(Manager *m, size_t i) {
+        return i < m->n_services ? m->services[i] : NULL;
+}
+
+uint64_t manager_start_usec(Manager *m) {
+        return m->start_usec;
 }
 
 /* ---- signals ---- */
@@ -334,7 +368,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         switch (si->ssi_signo) {
         case SIGHUP:
                 (void) sd_notify(false, "RELOADING=1");
-                manager_reload(m);
+                manager_reload(m, NULL);
                 (void) sd_notify(false, "READY=1");
                 break;
 #ifdef DEPLOY_AGENT_DEBUG
@@ -401,6 +435,7 @@ int manager_new(const char *config_path, bool once, const char *only_service, Ma
         if (!m)
                 return -ENOMEM;
         m->once = once;
+        m->start_usec = now_usec(CLOCK_REALTIME);
         m->config_path = strdup(config_path);
         m->only_service = only_service ? strdup(only_service) : NULL;
         if (!m->config_path || (only_service && !m->only_service))
@@ -422,6 +457,8 @@ int manager_new(const char *config_path, bool once, const char *only_service, Ma
                 r = setup_signals(m);
         if (r >= 0 && !once)
                 r = sd_event_set_watchdog(m->event, true);
+        if (r >= 0 && !once)
+                r = control_new(m, &m->cfg->agent, &m->control);
         if (r < 0) {
                 log_error_errno(r, "setting up the event loop: %m");
                 return manager_free(m), r;
@@ -466,6 +503,7 @@ Manager *manager_free(Manager *m) {
         for (size_t i = 0; i < m->n_services; i++)
                 service_free(m->services[i]);
         free(m->services);
+        control_free(m->control);
         free_retired(m);
         config_free(m->cfg);
         sd_event_unref(m->event);

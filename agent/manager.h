@@ -31,5 +31,18 @@ int manager_start_worker(Manager *m, const char *step, json_t *job, uint64_t tim
 /* A service's activity changed: refresh STATUS=. */
 void manager_status_changed(Manager *m);
 
-/* A service's pipeline ended (r < 0 failed). */
-void manager_pipeline_ended(Manager *m, Service *s, int r);
+typedef struct PipelineResult PipelineResult;
+
+/* Pipeline number seq of service s ended. */
+void manager_pipeline_ended(Manager *m, Service *s, unsigned seq, const PipelineResult *res);
+
+/* Pipeline number seq of service s is at step (bytes of total, when known). */
+void manager_pipeline_progress(Manager *m, Service *s, unsigned seq, const char *step, uint64_t bytes,
+                               uint64_t total);
+
+/* For the control socket. */
+Service *manager_find_service(Manager *m, const char *name);
+size_t manager_n_services(Manager *m);
+Service *manager_service(Manager *m, size_t i);
+uint64_t manager_start_usec(Manager *m);
+void manager_reload(Manager *m, char **ret_error);

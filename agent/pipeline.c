@@ -50,6 +50,7 @@ struct Pipeline {
         char *previous;                /* what was current before the swap */
         char *failure;                 /* why the new build failed after the swap */
         char *archive;                 /* the verified download */
+        char *initial;                 /* current when the pipeline started */
         uint64_t progress_mark;
         bool stopped;                  /* the agent is shutting down */
 };
@@ -65,6 +66,7 @@ static Pipeline *pipeline_free(Pipeline *p) {
         free(p->previous);
         free(p->failure);
         free(p->archive);
+        free(p->initial);
         free(p);
         return NULL;
 }
@@ -79,15 +81,31 @@ static int set_in_flight(Pipeline *p, const char *step) {
         return service_save_state(p->service);
 }
 
-static void finish(Pipeline *p, int r) {
+/* Hand the result to the service (which may start the next pipeline or,
+ * after a reload, be freed), then free p. */
+static void end(Pipeline *p, int r, bool keep_in_flight) {
         Service *s = p->service;
+        PipelineResult res = {
+                .r = r,
+                .changed = !streq_ptr(p->initial, s->state->current),
+                .sha = s->state->current,
+                .previous = p->initial,
+                .error = r < 0 ? s->state->last_error : NULL,
+        };
 
-        (void) set_in_flight(p, NULL);
+        /* deploy --sha pins the service there, once the build runs */
+        if (p->kind == PIPELINE_DEPLOY && r >= 0)
+                (void) state_set(&s->state->pinned, p->target.sha);
+        if (!keep_in_flight)
+                (void) set_in_flight(p, NULL);
         s->pipeline = NULL;
-        log_set_context(s->name, NULL, NULL); /* the context points into p */
+        log_set_context(NULL, NULL, NULL); /* the context points into p and s */
+        service_pipeline_done(s, &res);
         pipeline_free(p);
-        service_pipeline_done(s, r);
-        log_set_context(NULL, NULL, NULL);
+}
+
+static void finish(Pipeline *p, int r) {
+        end(p, r, false);
 }
 
 static void fail(Pipeline *p, int r, const char *error) {
@@ -117,6 +135,7 @@ static void on_progress(uint64_t bytes, uint64_t total, void *userdata) {
                 return;
         service_set_activity(p->service, "fetching %s (%llu%%)", p->target.sha,
                              (unsigned long long) (bytes * 100 / total));
+        service_emit(p->service, "fetch", bytes, total);
         quarter = bytes * 4 / total;
         if (quarter > p->progress_mark) {
                 p->progress_mark = quarter;
@@ -165,6 +184,8 @@ static void on_discovered(Pipeline *p, json_t *res) {
         r = pipeline_target_from_result(res, &p->target);
         if (r < 0)
                 return fail(p, r, "discover: invalid result from worker");
+        /* from here on the messages are about that build: journalctl DEPLOY_SHA= finds them */
+        log_set_context(s->name, p->target.sha, step_names[p->step]);
         if (job_string(res, "pointer_etag"))
                 (void) state_set(&s->state->pointer_etag, job_string(res, "pointer_etag"));
         if (job_bool(res, "not_modified", false))
@@ -208,7 +229,12 @@ static void deployed(Pipeline *p) {
         log_event(LOG_INFO, LOG_MID_DEPLOYED, "%s: deployed %s (was %s)", s->name, p->target.sha,
                   p->previous ?: "nothing");
         (void) state_set(&s->state->last_error, NULL);
-        (void) state_add_history(s->state, p->target.sha, p->previous, "deployed", NULL, now_usec(CLOCK_REALTIME));
+        (void) state_add_history(s->state, p->target.sha, p->previous, "deployed",
+                                 p->kind == PIPELINE_ROLLBACK ? "rollback by an operator" :
+                                 p->kind == PIPELINE_DEPLOY ? "deploy by an operator" : NULL,
+                                 now_usec(CLOCK_REALTIME));
+        if (p->kind == PIPELINE_DEPLOY)
+                state_unmark_bad(s->state, p->target.sha); /* an operator's word overrides it */
         run_step(p, STEP_PRUNE);
 }
 
@@ -239,6 +265,10 @@ static void after_swap_failed(Pipeline *p, const char *error) {
         if (!p->failure)
                 return fail(p, -ENOMEM, "out of memory");
         log_error("%s: %s", s->name, error);
+        if (p->kind == PIPELINE_ROLLBACK)
+                return fail(p, -EIO, "the release rolled back to is not healthy either");
+        if (p->previous && state_find_bad(s->state, p->previous, NULL))
+                p->previous = mfree(p->previous); /* never go back to a build known bad */
         if (!s->cfg->auto_rollback || !p->previous) {
                 mark_bad(p, error, "failed");
                 return fail(p, -EIO, !p->previous ? "no previous release to roll back to"
@@ -309,11 +339,8 @@ static void abandon(Pipeline *p) {
         Service *s = p->service;
 
         log_info("%s: stopped during %s", s->name, step_names[p->step]);
-        s->pipeline = NULL;
-        log_set_context(s->name, NULL, NULL); /* the context points into p */
-        pipeline_free(p);
-        service_pipeline_done(s, -ECANCELED);
-        log_set_context(NULL, NULL, NULL);
+        (void) state_set(&s->state->last_error, "stopped: the agent is shutting down");
+        end(p, -ECANCELED, true);
 }
 
 static void on_step_done(WorkerOutcome *o, void *userdata) {
@@ -381,6 +408,7 @@ static void run_step(Pipeline *p, Step step) {
                 return fail(p, r, msg ?: "cannot start worker");
         }
         service_set_activity(s, "%s %s", step_names[step], p->target.sha ?: "");
+        service_emit(s, step_names[step], 0, 0);
 }
 
 bool pipeline_needs_recovery(const ServiceState *st) {
@@ -399,6 +427,7 @@ static int start_recovery(Pipeline *p) {
 
         if (state_set(&p->target.sha, st->in_flight_sha) < 0 || state_set(&p->previous, st->in_flight_previous) < 0)
                 return -ENOMEM;
+        log_set_context(p->service->name, p->target.sha, NULL); /* journalctl DEPLOY_SERVICE= finds it */
         log_warning("%s: the agent stopped during %s of %s; %s", p->service->name, st->in_flight_step,
                     p->target.sha, rolling_back ? "finishing the rollback" : "checking it again");
         if (rolling_back) {
@@ -409,8 +438,28 @@ static int start_recovery(Pipeline *p) {
         return 0;
 }
 
-int pipeline_start(Service *s, PipelineKind kind) {
+/* An operator named the sha: no discovery, straight to what is missing. */
+static int start_operator(Pipeline *p, const char *sha) {
+        Service *s = p->service;
+        const ServiceConfig *c = s->cfg;
+
+        if (!sha_is_valid(sha))
+                return -EINVAL;
+        if (state_set(&p->target.sha, sha) < 0 || state_set(&p->previous, s->state->current) < 0 ||
+            !(p->target.key = strdup_printf("%s%s%s", c->prefix, sha, c->suffix)))
+                return -ENOMEM;
+        log_info("%s: %s of %s requested", s->name, p->kind == PIPELINE_ROLLBACK ? "rollback" : "deploy", sha);
+        if (streq_ptr(sha, s->state->current)) {
+                finish(p, 0);
+                return 0;
+        }
+        run_step(p, p->kind == PIPELINE_ROLLBACK || release_exists(p) ? STEP_ACTIVATE : STEP_FETCH);
+        return 0;
+}
+
+int pipeline_start(Service *s, PipelineKind kind, const char *sha) {
         Pipeline *p;
+        int r;
 
         if (s->pipeline)
                 return -EBUSY;
@@ -419,11 +468,19 @@ int pipeline_start(Service *s, PipelineKind kind) {
                 return -ENOMEM;
         p->service = s;
         p->kind = kind;
+        if (state_set(&p->initial, s->state->current) < 0)
+                return pipeline_free(p), -ENOMEM;
         s->pipeline = p;
-        if (kind == PIPELINE_RECOVER)
-                return start_recovery(p);
-        run_step(p, STEP_DISCOVER);
-        return 0;
+        if (kind == PIPELINE_AUTO) {
+                run_step(p, STEP_DISCOVER);
+                return 0;
+        }
+        r = kind == PIPELINE_RECOVER ? start_recovery(p) : start_operator(p, sha);
+        if (r < 0) {
+                s->pipeline = NULL;
+                pipeline_free(p);
+        }
+        return r;
 }
 
 void pipeline_stop(Pipeline *p) {

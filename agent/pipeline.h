@@ -10,12 +10,23 @@
 typedef enum PipelineKind {
         PIPELINE_AUTO,                 /* discover; deploy the newest if new */
         PIPELINE_RECOVER,              /* finish an activation a crash cut */
+        PIPELINE_DEPLOY,               /* an operator's deploy of a given sha */
+        PIPELINE_ROLLBACK,             /* an operator's return to a release on disk */
         _PIPELINE_KIND_MAX,
 } PipelineKind;
 
-/* Start a pipeline for s (which must be idle). Ends with
- * service_pipeline_done(). */
-int pipeline_start(Service *s, PipelineKind kind);
+/* How a pipeline ended, for the service and for waiting clients. */
+typedef struct PipelineResult {
+        int r;                         /* < 0: failed */
+        bool changed;                  /* current points elsewhere than before */
+        const char *sha;               /* current at the end */
+        const char *previous;          /* current at the start */
+        const char *error;             /* why it failed */
+} PipelineResult;
+
+/* Start a pipeline for s (which must be idle); sha is the target of
+ * PIPELINE_DEPLOY and PIPELINE_ROLLBACK. Ends with service_pipeline_done(). */
+int pipeline_start(Service *s, PipelineKind kind, const char *sha);
 
 /* Stop the running worker; the pipeline then ends with an error. */
 void pipeline_stop(Pipeline *p);

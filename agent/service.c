@@ -99,6 +99,7 @@ int service_new(Manager *m, const ServiceConfig *cfg, Service **ret) {
         }
         s->manager = m;
         s->cfg = cfg;
+        s->pending_kind = -1;
         snprintf(s->activity, sizeof s->activity, "starting");
         if ((r = resolve_users(s)) < 0 || (r = prepare_dirs(s)) < 0 || (r = load_state(s)) < 0) {
                 service_free(s);
@@ -113,6 +114,7 @@ Service *service_free(Service *s) {
                 return NULL;
         sd_event_source_disable_unref(s->timer);
         state_free(s->state);
+        free(s->pending_sha);
         free(s->name);
         free(s);
         return NULL;
@@ -166,27 +168,80 @@ int service_schedule(Service *s, uint64_t delay) {
         return sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
 }
 
-int service_poll(Service *s) {
+static int start(Service *s, PipelineKind kind, const char *sha) {
         int r;
 
-        if (s->pipeline)
-                return -EBUSY;
+        s->seq++;
         s->state->last_poll_usec = now_usec(CLOCK_REALTIME);
-        r = pipeline_start(s, pipeline_needs_recovery(s->state) ? PIPELINE_RECOVER : PIPELINE_AUTO);
+        r = pipeline_start(s, kind, sha);
         if (r < 0)
                 log_error_errno(r, "%s: cannot start a deploy: %m", s->name);
         return r;
 }
 
-void service_pipeline_done(Service *s, int r) {
-        if (r < 0)
+int service_poll(Service *s) {
+        if (s->pipeline)
+                return -EBUSY;
+        if (pipeline_needs_recovery(s->state))
+                return start(s, PIPELINE_RECOVER, NULL);
+        if (s->state->paused || s->state->pinned) {
+                log_debug("%s: %s; no automatic deploy", s->name, s->state->paused ? "paused" : "pinned");
+                return 0;
+        }
+        return start(s, PIPELINE_AUTO, NULL);
+}
+
+unsigned service_request_seq(const Service *s) {
+        if (!s->pipeline && pipeline_needs_recovery(s->state))
+                return s->seq + 2;
+        return s->seq + 1;
+}
+
+int service_request(Service *s, int kind, const char *sha) {
+        int r;
+
+        if (s->pipeline || pipeline_needs_recovery(s->state)) {
+                if (s->pending_kind >= 0)
+                        return -EBUSY;
+                if (sha && !(s->pending_sha = strdup(sha)))
+                        return -ENOMEM;
+                s->pending_kind = kind;
+                return s->pipeline ? 0 : service_poll(s);
+        }
+        r = start(s, (PipelineKind) kind, sha);
+        return r < 0 ? r : 0;
+}
+
+/* The operator's request that waited for the pipeline that just ended. */
+static bool start_pending(Service *s) {
+        _cleanup_free_ char *sha = TAKE_PTR(s->pending_sha);
+        int kind = s->pending_kind;
+
+        if (kind < 0)
+                return false;
+        s->pending_kind = -1;
+        (void) start(s, (PipelineKind) kind, sha);
+        return true;
+}
+
+void service_pipeline_done(Service *s, const PipelineResult *res) {
+        if (res->r < 0 && res->r != -ECANCELED)
                 s->failures++;
-        else
+        else if (res->r >= 0)
                 s->failures = 0;
-        if (r >= 0)
+        if (res->r >= 0)
                 service_set_activity(s, "idle at %s", s->state->current ?: "nothing");
         else
                 service_set_activity(s, "failed (%u in a row) at %s", s->failures, s->state->current ?: "nothing");
         (void) service_save_state(s);
-        manager_pipeline_ended(s->manager, s, r);
+        manager_pipeline_ended(s->manager, s, s->seq, res);
+}
+
+void service_emit(Service *s, const char *step, uint64_t bytes, uint64_t total) {
+        manager_pipeline_progress(s->manager, s, s->seq, step, bytes, total);
+}
+
+void service_next(Service *s) {
+        if (!start_pending(s))
+                (void) service_schedule(s, service_poll_delay(s));
 }

@@ -32,6 +32,9 @@ typedef struct Service {
         char activity[160];            /* what it does now, for STATUS= */
         bool removed;                  /* dropped by a reload: freed once idle */
         bool reload_pending;           /* its config changed: renewed once idle */
+        unsigned seq;                  /* number of the running or last pipeline */
+        int pending_kind;              /* an operator's request waiting: PipelineKind, -1 none */
+        char *pending_sha;
 } Service;
 
 /* Resolve users, create directories, load state.json. */
@@ -46,11 +49,28 @@ int service_schedule(Service *s, uint64_t delay_usec);
 uint64_t service_poll_delay(const Service *s);
 
 /* Start an automatic pass (discover and deploy what is new) unless a
- * pipeline runs. Returns -EBUSY when one does. */
+ * pipeline runs (-EBUSY), or the service is paused or pinned (0, nothing
+ * started). A crash-interrupted activation is finished first, always. */
 int service_poll(Service *s);
 
-/* Called by the pipeline when it ends: r < 0 failed. */
-void service_pipeline_done(Service *s, int r);
+/* An operator's request (PipelineKind, with a sha for deploy/rollback):
+ * started now, or after the running pipeline (or a crash recovery). -EBUSY
+ * when another request already waits. */
+int service_request(Service *s, int kind, const char *sha);
+
+/* The number of the pipeline the next service_request() will run as. */
+unsigned service_request_seq(const Service *s);
+
+typedef struct PipelineResult PipelineResult;
+/* Called by the pipeline when it ends. */
+void service_pipeline_done(Service *s, const PipelineResult *res);
+
+/* After a pipeline ended: the waiting operator request, or the next poll. */
+void service_next(Service *s);
+
+/* Progress of the running pipeline, for clients waiting on it:
+ * {"event":"step"|"progress","step":...,"bytes":...,"total":...}. */
+void service_emit(Service *s, const char *step, uint64_t bytes, uint64_t total);
 
 int service_save_state(Service *s);
 void service_set_activity(Service *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

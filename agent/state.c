@@ -94,6 +94,18 @@ int state_mark_bad(ServiceState *s, const char *sha, const char *etag, const cha
         return 0;
 }
 
+void state_unmark_bad(ServiceState *s, const char *sha) {
+        size_t kept = 0;
+
+        for (size_t i = 0; i < s->n_bad; i++) {
+                if (streq(s->bad[i].sha, sha))
+                        bad_release_done(&s->bad[i]);
+                else
+                        s->bad[kept++] = s->bad[i];
+        }
+        s->n_bad = kept;
+}
+
 int state_add_history(ServiceState *s, const char *sha, const char *previous, const char *outcome,
                       const char *message, uint64_t now) {
         HistoryEntry h = { .when_usec = now };

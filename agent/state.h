@@ -56,6 +56,8 @@ static inline void state_freep(ServiceState **s) {
 /* etag NULL matches any entry for sha; an entry's NULL etag matches any. */
 const BadRelease *state_find_bad(const ServiceState *s, const char *sha, const char *etag);
 int state_mark_bad(ServiceState *s, const char *sha, const char *etag, const char *reason, uint64_t now_usec);
+/* Forget every bad mark of sha (an operator deployed it anyway). */
+void state_unmark_bad(ServiceState *s, const char *sha);
 int state_add_history(ServiceState *s, const char *sha, const char *previous, const char *outcome,
                       const char *message, uint64_t now_usec);
 /* Replace *field with a copy of value (NULL clears). */

@@ -70,22 +70,6 @@ static int swap_current(int root_fd, const char *sha, char **ret_error) {
         return 0;
 }
 
-/* A run killed between symlinkat() and renameat() leaves its temp link. */
-static void remove_stale_links(int root_fd) {
-        _cleanup_(closedirp) DIR *d = NULL;
-        struct dirent *de;
-        int fd = dup(root_fd);
-
-        if (fd < 0 || !(d = fdopendir(fd))) {
-                if (fd >= 0)
-                        close(fd);
-                return;
-        }
-        while ((de = readdir(d)))
-                if (strncmp(de->d_name, ".current.tmp-", 13) == 0)
-                        (void) unlinkat(root_fd, de->d_name, 0);
-}
-
 static int check_release(int root_fd, const char *sha, char **ret_error) {
         char rel[PATH_MAX];
         struct stat st;
@@ -135,7 +119,7 @@ int step_activate(const json_t *job, WorkerContext *w, json_t **ret_result, bool
                 free(a.previous);
                 return 0;
         }
-        remove_stale_links(root_fd);
+        (void) rm_rf_prefixed_at(root_fd, ".current.tmp-"); /* a run killed mid-swap */
         r = run_hook(&a, "pre_activate", job_string(job, "pre_activate"), ret_error);
         if (r >= 0)
                 r = swap_current(root_fd, a.sha, ret_error);

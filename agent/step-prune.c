@@ -32,17 +32,12 @@ static int newest_first(const void *a, const void *b) {
 
 /* Collect releases/<sha> directories (staging dirs start with '.'). */
 static int list_releases(int releases_fd, Release *out, size_t max, size_t *ret_n) {
-        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_(closedirp) DIR *d = opendir_at(releases_fd);
         struct dirent *de;
         size_t n = 0;
-        int fd;
 
-        fd = dup(releases_fd);
-        if (fd < 0 || !(d = fdopendir(fd))) {
-                if (fd >= 0)
-                        close(fd);
+        if (!d)
                 return -errno;
-        }
         while ((de = readdir(d)) && n < max) {
                 struct stat st;
                 if (!sha_is_valid(de->d_name) ||
@@ -68,21 +63,6 @@ static int remove_release(int releases_fd, const char *sha) {
         if (renameat(releases_fd, sha, releases_fd, trash) < 0)
                 return -errno;
         return rm_rf_at(releases_fd, trash);
-}
-
-static void remove_trash(int releases_fd) {
-        _cleanup_(closedirp) DIR *d = NULL;
-        struct dirent *de;
-        int fd = dup(releases_fd);
-
-        if (fd < 0 || !(d = fdopendir(fd))) {
-                if (fd >= 0)
-                        close(fd);
-                return;
-        }
-        while ((de = readdir(d)))
-                if (strncmp(de->d_name, ".trash-", 7) == 0)
-                        (void) rm_rf_at(releases_fd, de->d_name);
 }
 
 static bool is_protected(const json_t *protect, const char *sha) {
@@ -119,15 +99,11 @@ static int prune_releases(int releases_fd, unsigned keep, const json_t *protect,
 
 /* Verified archives are only needed until they are unpacked. */
 static int prune_downloads(int downloads_fd) {
-        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_(closedirp) DIR *d = opendir_at(downloads_fd);
         struct dirent *de;
-        int fd = dup(downloads_fd);
 
-        if (fd < 0 || !(d = fdopendir(fd))) {
-                if (fd >= 0)
-                        close(fd);
+        if (!d)
                 return -errno;
-        }
         while ((de = readdir(d)))
                 if (de->d_name[0] != '.' && !strstr(de->d_name, ".part") && de->d_type == DT_REG)
                         (void) unlinkat(downloads_fd, de->d_name, 0);
@@ -153,7 +129,7 @@ int step_prune(const json_t *job, WorkerContext *w, json_t **ret_result, bool *r
         r = worker_drop_privileges(w);
         if (r < 0)
                 return error_set(ret_error, r, "cannot drop privileges");
-        remove_trash(releases_fd);
+        (void) rm_rf_prefixed_at(releases_fd, ".trash-");
         r = prune_releases(releases_fd, keep, json_object_get(job, "protect"), removed);
         if (r < 0)
                 return error_set(ret_error, r, "pruning %s: %s", path, strerror(-r));

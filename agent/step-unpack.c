@@ -5,7 +5,6 @@
  * the staging dir to releases/<sha>. A release that already exists is
  * reused: renames only ever publish complete, fsync'ed trees. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stddef.h>
@@ -113,28 +112,12 @@ static int open_releases(const UnpackJob *j, int *ret_fd, char **ret_error) {
 /* A run killed mid-unpack leaves its staging dir; nothing else may be
  * unpacking into this releases dir now (one pipeline per service). */
 static void remove_stale_staging(int releases_fd, const char *releases_dir) {
-        _cleanup_(closedirp) DIR *d = NULL;
-        struct dirent *de;
-        int fd;
+        int r = rm_rf_prefixed_at(releases_fd, STAGING_PREFIX);
 
-        fd = fcntl(releases_fd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0 || !(d = fdopendir(fd))) {
-                if (fd >= 0)
-                        close(fd);
-                log_warning_errno(-errno, "listing %s for stale staging dirs: %m", releases_dir);
-                return;
-        }
-        while ((de = readdir(d))) {
-                int r;
-
-                if (strncmp(de->d_name, STAGING_PREFIX, strlen(STAGING_PREFIX)) != 0)
-                        continue;
-                r = rm_rf_at(releases_fd, de->d_name);
-                if (r < 0)
-                        log_warning_errno(r, "removing stale %s/%s: %m", releases_dir, de->d_name);
-                else
-                        log_info("removed stale %s/%s", releases_dir, de->d_name);
-        }
+        if (r < 0)
+                log_warning_errno(r, "removing stale staging dirs in %s: %m", releases_dir);
+        else if (r > 0)
+                log_info("removed %d stale staging dir%s in %s", r, r == 1 ? "" : "s", releases_dir);
 }
 
 /* 1 when releases/<sha> is already there, 0 when not. */

@@ -50,6 +50,11 @@ static inline void fclosep(FILE **f) {
                 fclose(*f);
 }
 #define _cleanup_free_ _cleanup_(freep)
+
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
 #define _cleanup_close_ _cleanup_(closep)
 #define _cleanup_fclose_ _cleanup_(fclosep)
 

@@ -1,0 +1,481 @@
+/* control.c: the control socket's connections: accept, read JSON lines
+ * with a hard size limit, write buffered replies, idle timeouts, a cap on
+ * clients (the oldest idle one makes room), SO_PEERCRED. */
+#define _GNU_SOURCE
+#include "control.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "fs-util.h"
+#include "log.h"
+#include "manager.h"
+#include "pipeline.h"
+#include "util.h"
+
+struct Client {
+        Control *control;
+        Client *prev, *next;
+        int fd;
+        sd_event_source *io, *idle, *kick;
+        Peer peer;
+        char in[CONTROL_REQUEST_MAX + 1];
+        size_t in_len;
+        char *out;
+        size_t out_len;
+        char *wait_service;            /* waiting for pipeline wait_seq of it */
+        unsigned wait_seq;
+        bool closing;                  /* close once the output is flushed */
+        uint64_t last_active_usec;
+};
+
+struct Control {
+        Manager *manager;
+        int fd;
+        bool owns_path;                /* we bound it: unlink on exit */
+        char *path;
+        gid_t admin_gid;
+        bool has_admin_group;
+        sd_event_source *listen_source;
+        Client *clients;
+        unsigned n_clients;
+};
+
+Manager *control_manager(Control *c) {
+        return c->manager;
+}
+
+static void client_free(Client *cl) {
+        Control *c = cl->control;
+
+        if (cl->prev)
+                cl->prev->next = cl->next;
+        else
+                c->clients = cl->next;
+        if (cl->next)
+                cl->next->prev = cl->prev;
+        c->n_clients--;
+        sd_event_source_disable_unref(cl->io);
+        sd_event_source_disable_unref(cl->idle);
+        sd_event_source_disable_unref(cl->kick);
+        close(cl->fd);
+        free(cl->out);
+        free(cl->wait_service);
+        free(cl);
+}
+
+static int update_events(Client *cl) {
+        uint32_t events = cl->out_len > 0 ? EPOLLOUT : 0;
+
+        if (!cl->closing && !cl->wait_service)
+                events |= EPOLLIN; /* one request at a time per connection */
+        return sd_event_source_set_io_events(cl->io, events);
+}
+
+/* Write what we can; 0 when all is out, -EAGAIN when some waits, <0 dead. */
+static int flush_output(Client *cl) {
+        while (cl->out_len > 0) {
+                ssize_t n = send(cl->fd, cl->out, cl->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return errno == EAGAIN ? -EAGAIN : -errno;
+                memmove(cl->out, cl->out + n, cl->out_len - (size_t) n);
+                cl->out_len -= (size_t) n;
+        }
+        return 0;
+}
+
+/* After any change: flush, close when done and asked to, re-arm epoll. */
+static void client_settle(Client *cl) {
+        int r = flush_output(cl);
+
+        if ((r < 0 && r != -EAGAIN) || (r == 0 && cl->closing))
+                return client_free(cl);
+        if (update_events(cl) < 0)
+                client_free(cl);
+}
+
+void control_reply(Client *cl, json_t *msg) {
+        _cleanup_free_ char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+        size_t n = text ? strlen(text) : 0;
+        char *out;
+
+        json_decref(msg);
+        if (!text || cl->out_len + n + 1 > CONTROL_OUTPUT_MAX) {
+                cl->closing = true; /* a client that does not read loses its connection */
+                cl->out_len = 0;
+                return;
+        }
+        out = realloc(cl->out, cl->out_len + n + 1);
+        if (!out) {
+                cl->closing = true;
+                return;
+        }
+        memcpy(out + cl->out_len, text, n);
+        out[cl->out_len + n] = '\n';
+        cl->out = out;
+        cl->out_len += n + 1;
+}
+
+void control_reply_error(Client *cl, const char *code, const char *fmt, ...) {
+        char message[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof message, fmt, ap);
+        va_end(ap);
+        control_reply(cl, json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", code, "message", message));
+}
+
+int control_client_wait(Client *cl, const char *service, unsigned seq) {
+        free(cl->wait_service);
+        cl->wait_service = strdup(service);
+        cl->wait_seq = seq;
+        return cl->wait_service ? 0 : -ENOMEM;
+}
+
+void control_client_unwait(Client *cl) {
+        cl->wait_service = mfree(cl->wait_service);
+}
+
+static void handle_line(Client *cl, const char *line, size_t n) {
+        json_error_t err;
+        json_t *req;
+
+        req = json_loadb(line, n, JSON_REJECT_DUPLICATES, &err);
+        if (!json_is_object(req)) {
+                json_decref(req);
+                return control_reply_error(cl, "bad_request", "request is not a JSON object: %s",
+                                           req ? "wrong type" : err.text);
+        }
+        control_dispatch(cl->control, cl, &cl->peer, req);
+        json_decref(req);
+}
+
+/* Take every complete line out of the input buffer. */
+static void process_input(Client *cl) {
+        char *nl;
+
+        while (!cl->wait_service && !cl->closing && (nl = memchr(cl->in, '\n', cl->in_len))) {
+                size_t n = (size_t) (nl - cl->in);
+                if (n > 0)
+                        handle_line(cl, cl->in, n);
+                memmove(cl->in, nl + 1, cl->in_len - n - 1);
+                cl->in_len -= n + 1;
+        }
+        if (cl->in_len >= CONTROL_REQUEST_MAX && !cl->closing) {
+                control_reply_error(cl, "too_large", "request exceeds %d bytes", CONTROL_REQUEST_MAX);
+                cl->closing = true;
+        }
+}
+
+static int read_input(Client *cl) {
+        for (;;) {
+                ssize_t n = recv(cl->fd, cl->in + cl->in_len, CONTROL_REQUEST_MAX - cl->in_len, MSG_DONTWAIT);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return errno == EAGAIN ? 0 : -errno;
+                if (n == 0)
+                        return -ECONNRESET;
+                cl->in_len += (size_t) n;
+                if (cl->in_len >= CONTROL_REQUEST_MAX)
+                        return 0;
+        }
+}
+
+static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Client *cl = userdata;
+
+        cl->last_active_usec = now_usec(CLOCK_MONOTONIC);
+        (void) sd_event_source_set_time_relative(cl->idle, CONTROL_IDLE_USEC);
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                int r = read_input(cl);
+                process_input(cl);
+                if (r < 0) {
+                        /* gone: a deploy it waited for goes on without it */
+                        client_free(cl);
+                        return 0;
+                }
+        }
+        client_settle(cl);
+        return 0;
+}
+
+static int on_client_idle(sd_event_source *s, uint64_t usec, void *userdata) {
+        Client *cl = userdata;
+
+        if (cl->wait_service) /* waiting on a deploy is not idleness */
+                return sd_event_source_set_time_relative(s, CONTROL_IDLE_USEC);
+        client_free(cl);
+        return 0;
+}
+
+static int on_client_kick(sd_event_source *s, void *userdata) {
+        Client *cl = userdata;
+
+        process_input(cl);
+        client_settle(cl);
+        return 0;
+}
+
+/* Flush and go on reading later, from the loop: safe while iterating over
+ * clients, and when a reply comes from deep inside a request. */
+static void client_kick(Client *cl) {
+        if (cl->kick)
+                (void) sd_event_source_set_enabled(cl->kick, SD_EVENT_ONESHOT);
+        else if (sd_event_add_defer(manager_event(cl->control->manager), &cl->kick, on_client_kick, cl) < 0)
+                cl->closing = true;
+}
+
+static bool peer_in_group(int fd, gid_t gid, const struct ucred *cred) {
+        gid_t groups[256];
+        socklen_t len = sizeof groups;
+
+        if (cred->gid == gid)
+                return true;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+                return false;
+        for (size_t i = 0; i < len / sizeof groups[0]; i++)
+                if (groups[i] == gid)
+                        return true;
+        return false;
+}
+
+static int read_peer(Control *c, int fd, Peer *ret) {
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return -errno;
+        *ret = (Peer) {
+                .pid = cred.pid, .uid = cred.uid, .gid = cred.gid,
+                .admin = cred.uid == 0 || (c->has_admin_group && peer_in_group(fd, c->admin_gid, &cred)),
+        };
+        return 0;
+}
+
+/* At the cap, the connection idle the longest makes room: a flood of
+ * silent connections cannot lock out the operator. */
+static bool make_room(Control *c) {
+        Client *oldest = NULL;
+
+        if (c->n_clients < CONTROL_CLIENTS_MAX)
+                return true;
+        for (Client *cl = c->clients; cl; cl = cl->next)
+                if (!cl->wait_service && (!oldest || cl->last_active_usec < oldest->last_active_usec))
+                        oldest = cl;
+        if (!oldest)
+                return false;
+        log_debug("control: %u clients; dropping the one idle longest (pid %d)", c->n_clients,
+                  (int) oldest->peer.pid);
+        client_free(oldest);
+        return true;
+}
+
+static int add_client(Control *c, int fd) {
+        sd_event *e = manager_event(c->manager);
+        Client *cl = calloc(1, sizeof *cl);
+        int r;
+
+        if (!cl)
+                return close(fd), -ENOMEM;
+        cl->control = c;
+        cl->fd = fd;
+        cl->last_active_usec = now_usec(CLOCK_MONOTONIC);
+        cl->next = c->clients;
+        if (c->clients)
+                c->clients->prev = cl;
+        c->clients = cl;
+        c->n_clients++;
+        r = read_peer(c, fd, &cl->peer);
+        if (r >= 0)
+                r = sd_event_add_io(e, &cl->io, fd, EPOLLIN, on_client_io, cl);
+        if (r >= 0)
+                r = sd_event_add_time_relative(e, &cl->idle, CLOCK_MONOTONIC, CONTROL_IDLE_USEC, 0, on_client_idle, cl);
+        if (r < 0)
+                client_free(cl);
+        return r;
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Control *c = userdata;
+
+        for (;;) {
+                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno != EAGAIN && errno != EINTR)
+                                log_warning_errno(-errno, "control: accept: %m");
+                        return 0;
+                }
+                if (!make_room(c)) {
+                        close(cfd);
+                        continue;
+                }
+                if (add_client(c, cfd) < 0)
+                        log_warning("control: cannot take a new client");
+        }
+}
+
+/* ---- pipelines seen by waiting clients ---- */
+
+static bool waits_for(const Client *cl, const char *service, unsigned seq) {
+        return cl->wait_service && cl->wait_seq == seq && streq(cl->wait_service, service);
+}
+
+void control_pipeline_progress(Control *c, const char *service, unsigned seq, const char *step, uint64_t bytes,
+                               uint64_t total) {
+        for (Client *cl = c->clients, *next; cl; cl = next) {
+                next = cl->next;
+                if (!waits_for(cl, service, seq))
+                        continue;
+                if (total > 0)
+                        control_reply(cl, json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", "progress", "service", service,
+                                                    "step", step, "bytes", (json_int_t) bytes, "total", (json_int_t) total));
+                else
+                        control_reply(cl, json_pack("{s:s,s:s,s:s}", "event", "step", "service", service, "step", step));
+                client_kick(cl);
+        }
+}
+
+static json_t *result_json(const char *service, const PipelineResult *res) {
+        if (res->r >= 0)
+                return json_pack("{s:b,s:b,s:s,s:s?,s:s?}", "ok", 1, "changed", res->changed, "service", service,
+                                 "sha", res->sha, "previous", res->previous);
+        return json_pack("{s:b,s:b,s:s,s:s?,s:{s:s,s:s}}", "ok", 0, "changed", res->changed, "service", service,
+                         "sha", res->sha, "error", "code", "failed", "message", res->error ?: "deploy failed");
+}
+
+void control_pipeline_ended(Control *c, const char *service, unsigned seq, const PipelineResult *res) {
+        for (Client *cl = c->clients, *next; cl; cl = next) {
+                next = cl->next;
+                if (!waits_for(cl, service, seq))
+                        continue;
+                control_reply(cl, result_json(service, res));
+                cl->wait_service = mfree(cl->wait_service);
+                client_kick(cl); /* then the requests that queued behind the wait */
+        }
+}
+
+/* ---- the listening socket ---- */
+
+/* A socket file nobody answers on is stale; one that answers belongs to a
+ * running agent, which we must not steal it from. */
+static int claim_path(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1;
+
+        if (access(path, F_OK) < 0)
+                return 0;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
+        if (connect(fd, (struct sockaddr *) &sa, sizeof sa) >= 0)
+                return -EADDRINUSE;
+        if (errno != ECONNREFUSED && errno != ENOTSOCK)
+                return -errno;
+        return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+static int bind_socket(Control *c, const AgentConfig *cfg) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_free_ char *dir = strdup(cfg->socket);
+        char *slash;
+        int r;
+
+        if (!dir || strlen(cfg->socket) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = '\0';
+                if ((r = mkdir_p(dir, 0755)) < 0)
+                        return r;
+        }
+        r = claim_path(cfg->socket);
+        if (r < 0)
+                return r;
+        strncpy(sa.sun_path, cfg->socket, sizeof sa.sun_path - 1);
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->fd < 0)
+                return -errno;
+        if (bind(c->fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+                return -errno;
+        c->owns_path = true;
+        if (chmod(cfg->socket, cfg->socket_mode) < 0 ||
+            (c->has_admin_group && chown(cfg->socket, (uid_t) -1, c->admin_gid) < 0))
+                return -errno;
+        return listen(c->fd, SOMAXCONN) < 0 ? -errno : 0;
+}
+
+static int fcntl_cloexec_nonblock(int fd) {
+        int flags = fcntl(fd, F_GETFL);
+
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+                return -errno;
+        return 0;
+}
+
+/* systemd passes the socket of deploy-agent.socket as fd 3. */
+static int take_activated_socket(Control *c) {
+        int n = sd_listen_fds(true);
+
+        if (n <= 0)
+                return n;
+        if (n > 1 || sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
+                return -EBADF;
+        c->fd = SD_LISTEN_FDS_START;
+        return sd_listen_fds(false) >= 0 && fcntl_cloexec_nonblock(c->fd) >= 0 ? 1 : -errno;
+}
+
+int control_new(Manager *m, const AgentConfig *cfg, Control **ret) {
+        Control *c = calloc(1, sizeof *c);
+        struct group *gr;
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        c->manager = m;
+        c->fd = -1;
+        gr = isempty(cfg->admin_group) ? NULL : getgrnam(cfg->admin_group);
+        c->has_admin_group = gr != NULL;
+        c->admin_gid = gr ? gr->gr_gid : 0;
+        if (!isempty(cfg->admin_group) && !gr)
+                log_warning("control: admin_group \"%s\" does not exist; only root may change things",
+                            cfg->admin_group);
+        r = take_activated_socket(c);
+        if (r == 0)
+                r = (c->path = strdup(cfg->socket)) ? bind_socket(c, cfg) : -ENOMEM;
+        if (r >= 0)
+                r = sd_event_add_io(manager_event(m), &c->listen_source, c->fd, EPOLLIN, on_accept, c);
+        if (r < 0) {
+                log_error_errno(r, r == -EADDRINUSE ? "control: %s: another deploy-agent is already running"
+                                                    : "control: cannot listen on %s: %m", cfg->socket);
+                control_free(c);
+                return r;
+        }
+        log_info("control: listening on %s%s", cfg->socket, c->owns_path ? "" : " (from systemd)");
+        *ret = c;
+        return 0;
+}
+
+Control *control_free(Control *c) {
+        if (!c)
+                return NULL;
+        while (c->clients)
+                client_free(c->clients);
+        sd_event_source_disable_unref(c->listen_source);
+        if (c->fd >= 0)
+                close(c->fd);
+        if (c->owns_path)
+                (void) unlink(c->path);
+        free(c->path);
+        free(c);
+        return NULL;
+}
