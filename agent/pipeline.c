@@ -310,6 +310,19 @@ static void on_pruned(Pipeline *p, json_t *res) {
         finish(p, p->failure ? -EIO : 0);
 }
 
+/* The restart worker ended without a verdict (killed, crashed, timed out):
+ * that says nothing about the release, so it is not marked bad. The
+ * in-flight record stays: the next poll checks the release again, as after
+ * a crash of the agent, and keeps it or rolls it back. */
+static void restart_unfinished(Pipeline *p, const char *error) {
+        Service *s = p->service;
+
+        log_event(LOG_ERR, LOG_MID_FAILED, "%s: %s; checking %s again at the next poll", s->name, error,
+                  p->target.sha);
+        (void) state_set(&s->state->last_error, error);
+        end(p, -EIO, true);
+}
+
 /* A step failed: what that means depends on where we are. */
 static void on_step_failed(Pipeline *p, const WorkerOutcome *o) {
         const char *error = o->error ?: "failed";
@@ -321,6 +334,8 @@ static void on_step_failed(Pipeline *p, const WorkerOutcome *o) {
                         mark_bad(p, error, "rejected");
                 return fail(p, -EIO, error);
         case STEP_RESTART:
+                if (!o->result)
+                        return restart_unfinished(p, error);
                 return after_swap_failed(p, error);
         case STEP_ROLLBACK:
         case STEP_ROLLBACK_RESTART:
