@@ -235,3 +235,18 @@ def test_static_credentials_never_logged(agent):
     assert r.returncode == 0, r.stderr
     check = agent.run("check-config", "-v")
     assert f"secret_access_key = {harness.SECRET_KEY}" not in check.stdout
+
+
+def test_no_proxy_is_honoured(agent):
+    """http_proxy points at a closed port: S3 fails through it, and works
+    once the endpoint is in NO_PROXY."""
+    publish(agent)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    proxy = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    dead.close()
+    r = agent.once(env=env_with(http_proxy=proxy, HTTPS_PROXY=proxy))
+    assert r.returncode != 0 and agent.current_sha() is None
+    r = agent.once(env=env_with(http_proxy=proxy, HTTPS_PROXY=proxy, NO_PROXY="127.0.0.1,localhost"))
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == SHA
