@@ -5,6 +5,7 @@ SBINDIR    ?= $(PREFIX)/sbin
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
+LIBEXECDIR ?= $(PREFIX)/libexec/deploy-agent
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
@@ -19,17 +20,20 @@ OPT     ?= -O2 -g
 CFLAGS  ?=
 CFLAGS  += -std=gnu17 $(OPT) $(WARN) $(HARDEN) -Iagent -Iconfig \
            $(shell pkg-config --cflags $(PKGS))
-LDFLAGS += -pie -Wl,-z,relro,-z,now
+# --as-needed: each binary records only the libraries it uses, so the
+# supervisor maps neither libcurl nor libarchive (nor OpenSSL behind them).
+LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 LDLIBS  += $(shell pkg-config --libs $(PKGS))
 
 BUILD   ?= build
-LIB_SRCS := $(filter-out agent/main.c agent/deployctl.c, $(wildcard agent/*.c)) \
+MAIN_SRCS := agent/main.c agent/deployctl.c agent/worker-exe.c
+LIB_SRCS := $(filter-out $(MAIN_SRCS), $(wildcard agent/*.c)) \
             $(wildcard config/*.c)
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-all: $(BUILD)/deploy-agent $(BUILD)/deployctl
+all: $(BUILD)/deploy-agent $(BUILD)/deploy-agent-worker $(BUILD)/deployctl
 
 # The git SHA of HEAD is compiled in; "-dirty" marks a tree with uncommitted
 # changes, "DEV" a build outside git. version.h is only rewritten when the
@@ -46,12 +50,17 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -I$(BUILD) -MMD -MP -c -o $@ $<
 
 $(BUILD)/agent/main.o $(BUILD)/agent/deployctl.o: $(BUILD)/version.h
+$(BUILD)/agent/worker.o: CFLAGS += -DLIBEXECDIR='"$(LIBEXECDIR)"'
+$(BUILD)/agent/worker.o: Makefile
 
 $(BUILD)/libdeploy.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(BUILD)/deploy-agent: $(BUILD)/agent/main.o $(BUILD)/libdeploy.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/deploy-agent-worker: $(BUILD)/agent/worker-exe.o $(BUILD)/libdeploy.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/deployctl: $(BUILD)/agent/deployctl.o $(BUILD)/libdeploy.a
@@ -64,7 +73,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdeploy.a
 unit-test: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-integration-test: all
+integration-test: all debug
 	$(PYTHON) -m pytest -v -ra tests/integration $(PYTEST_ARGS)
 
 test: unit-test integration-test
@@ -85,10 +94,12 @@ demo:
 
 bench: all
 	bash bench/run.sh
+	$(PYTHON) bench/daemon.py
 
 install: all
 	install -D -m 0755 $(BUILD)/deploy-agent $(DESTDIR)$(SBINDIR)/deploy-agent
 	install -D -m 0755 $(BUILD)/deployctl $(DESTDIR)$(BINDIR)/deployctl
+	install -D -m 0755 $(BUILD)/deploy-agent-worker $(DESTDIR)$(LIBEXECDIR)/deploy-agent-worker
 	install -D -m 0644 deploy.ini.example $(DESTDIR)$(SYSCONFDIR)/deploy-agent/deploy.ini.example
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/deploy-agent.service > $(DESTDIR)$(UNITDIR)/deploy-agent.service

@@ -1,5 +1,5 @@
 /* main.c: deploy-agent's command line: run, once, check-config, --version,
- * and the hidden --worker STEP entry of the worker processes. */
+ * and the hidden --worker STEP, forwarded to deploy-agent-worker. */
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <signal.h>
@@ -120,8 +120,13 @@ int main(int argc, char **argv) {
                 case 'V':
                         printf("%s\n", DEPLOY_AGENT_VERSION);
                         return EXIT_OK;
-                case 'W':
-                        return worker_main(optarg);
+                case 'W': {
+                        /* kept for tools that run a step by hand; workers are their own binary */
+                        char *wargv[] = { (char *) "deploy-agent-worker", (char *) "--worker", optarg, NULL };
+                        int r = worker_binary_exec(wargv);
+                        log_error_errno(r, "cannot run deploy-agent-worker: %m");
+                        return EXIT_FAILED;
+                }
                 default:
                         return EXIT_USAGE;
                 }

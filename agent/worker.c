@@ -7,6 +7,7 @@
 #include "worker.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
@@ -19,6 +20,51 @@
 #include "util.h"
 
 #define WORKER_KILL_GRACE_USEC (2 * USEC_PER_SEC)
+#define WORKER_EXE_FD (WORKER_FD + 1)
+
+#ifndef LIBEXECDIR
+#define LIBEXECDIR "/usr/local/libexec/deploy-agent"
+#endif
+
+static int worker_exe_fd = -1;
+
+static int open_beside_self(void) {
+        char self[PATH_MAX], *slash;
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 32);
+
+        if (n < 0)
+                return -errno;
+        self[n] = '\0';
+        slash = strrchr(self, '/');
+        if (!slash)
+                return -ENOENT;
+        strcpy(slash + 1, "deploy-agent-worker");
+        int fd = open(self, O_PATH | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+int worker_binary_open(void) {
+        int fd;
+
+        if (worker_exe_fd >= 0)
+                return 0;
+        fd = open_beside_self();
+        if (fd < 0)
+                fd = open(LIBEXECDIR "/deploy-agent-worker", O_PATH | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        worker_exe_fd = fd;
+        return 0;
+}
+
+int worker_binary_exec(char **argv) {
+        int r = worker_binary_open();
+
+        if (r < 0)
+                return r;
+        execveat(worker_exe_fd, "", argv, environ, AT_EMPTY_PATH);
+        return -errno;
+}
 
 struct Worker {
         char *step;
@@ -49,7 +95,7 @@ static void reset_signals(void) {
 
 /* In the child between fork and exec: only async-signal-safe calls. */
 _Noreturn static void exec_worker(const char *step, int fd, pid_t parent) {
-        char *argv[] = { (char *) "deploy-agent", (char *) "--worker", (char *) step, NULL };
+        char *argv[] = { (char *) "deploy-agent-worker", (char *) "--worker", (char *) step, NULL };
 
         (void) setpgid(0, 0);
         reset_signals();
@@ -60,9 +106,11 @@ _Noreturn static void exec_worker(const char *step, int fd, pid_t parent) {
                         _exit(127);
         } else if (dup2(fd, WORKER_FD) < 0)
                 _exit(127);
-        if (close_range(WORKER_FD + 1, ~0U, 0) < 0)
+        if (dup2(worker_exe_fd, WORKER_EXE_FD) < 0 || fcntl(WORKER_EXE_FD, F_SETFD, FD_CLOEXEC) < 0)
                 _exit(127);
-        execv("/proc/self/exe", argv);
+        if (close_range(WORKER_EXE_FD + 1, ~0U, 0) < 0)
+                _exit(127);
+        execveat(WORKER_EXE_FD, "", argv, environ, AT_EMPTY_PATH);
         _exit(127);
 }
 
@@ -70,6 +118,8 @@ static int spawn(Worker *w) {
         int sv[2];
         pid_t parent = getpid();
 
+        if (worker_binary_open() < 0)
+                return -ENOEXEC;
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
                 return -errno;
         w->pid = fork();

@@ -29,6 +29,17 @@
 
 /* ---- supervisor side ---- */
 
+/* Workers run a binary of their own, deploy-agent-worker, so that the
+ * supervisor maps none of libcurl, libarchive, OpenSSL (its RSS stays small):
+ * next to the running deploy-agent (a build tree), else in LIBEXECDIR. It
+ * is opened once, at start, and executed by fd: a package upgrade while
+ * the agent runs cannot mix versions. */
+int worker_binary_open(void);
+
+/* exec the worker binary with argv (deploy-agent --worker STEP forwards
+ * there). Returns only on failure. */
+int worker_binary_exec(char **argv);
+
 typedef struct Worker Worker;
 
 typedef void (*worker_progress_cb)(uint64_t bytes, uint64_t total, void *userdata);
