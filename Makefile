@@ -49,7 +49,7 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -I$(BUILD) -MMD -MP -c -o $@ $<
 
-$(BUILD)/agent/main.o $(BUILD)/agent/deployctl.o: $(BUILD)/version.h
+$(BUILD)/agent/main.o $(BUILD)/agent/deployctl.o $(BUILD)/agent/control-commands.o: $(BUILD)/version.h
 $(BUILD)/agent/worker.o: CFLAGS += -DLIBEXECDIR='"$(LIBEXECDIR)"'
 $(BUILD)/agent/worker.o: Makefile
 

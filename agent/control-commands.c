@@ -67,7 +67,7 @@ static json_t *service_json(Service *s) {
                          "since", timestamp_json(deployed_since(st)), "activity", s->activity,
                          "step", s->pipeline ? json_string(pipeline_step_name(s->pipeline)) : json_null(),
                          "paused", st->paused, "pinned", str_or_null(st->pinned),
-                         "last_poll", timestamp_json(st->last_poll_usec), "last_error", str_or_null(st->last_error),
+                         "last_poll", timestamp_json(s->last_poll_usec), "last_error", str_or_null(st->last_error),
                          "failures", (json_int_t) s->failures, "bad", bad_json(st));
 }
 
@@ -187,6 +187,11 @@ static char *rollback_target(Request *r) {
         return newest_good_on_disk(r->service);
 }
 
+/* service_request() would refuse with -EBUSY: another operator request waits. */
+static bool request_would_wait_busy(const Service *s) {
+        return s->pending_kind >= 0 && (s->pipeline || pipeline_needs_recovery(s->state));
+}
+
 static void cmd_rollback(Request *r) {
         ServiceState *st = r->service->state;
         const char *to = json_string_value(json_object_get(r->req, "to"));
@@ -199,6 +204,10 @@ static void cmd_rollback(Request *r) {
                                            r->service->name);
         if (streq_ptr(to, st->current))
                 return control_reply_error(r->client, "bad_request", "%s is already current", to);
+        /* refuse before marking anything: a refused rollback must leave no bad mark */
+        if (request_would_wait_busy(r->service))
+                return control_reply_error(r->client, "busy", "%s: another operator request is already waiting",
+                                           r->service->name);
         target = rollback_target(r);
         if (!target)
                 return control_reply_error(r->client, "not_found", to ? "release %s is not on disk"

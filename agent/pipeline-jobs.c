@@ -15,6 +15,7 @@ void pipeline_target_done(Target *t) {
         free(t->sha);
         free(t->key);
         free(t->etag);
+        free(t->pointer_etag);
         *t = (Target) {};
 }
 
@@ -30,6 +31,8 @@ int pipeline_target_from_result(const json_t *res, Target *t) {
         t->key = strdup(key);
         t->etag = etag ? strdup(etag) : NULL;
         t->last_modified_usec = job_uint64(res, "last_modified", 0);
+        if (job_string(res, "pointer_etag") && !(t->pointer_etag = strdup(job_string(res, "pointer_etag"))))
+                return -ENOMEM;
         if (!t->sha || !t->key || (etag && !t->etag))
                 return -ENOMEM;
         return 0;

@@ -12,6 +12,7 @@ typedef struct Target {
         char *key;
         char *etag;
         uint64_t last_modified_usec;
+        char *pointer_etag;            /* select = pointer: the pointer that named it */
 } Target;
 
 void pipeline_target_done(Target *t);

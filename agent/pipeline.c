@@ -116,10 +116,13 @@ static void fail(Pipeline *p, int r, const char *error) {
         finish(p, r < 0 ? r : -EIO);
 }
 
+static void remember_pointer(Pipeline *p);
+
 static void mark_bad(Pipeline *p, const char *reason, const char *outcome) {
         ServiceState *st = p->service->state;
         uint64_t now = now_usec(CLOCK_REALTIME);
 
+        remember_pointer(p);
         log_event(LOG_ERR, LOG_MID_BAD, "%s: marking %s bad: %s", p->service->name, p->target.sha, reason);
         (void) state_mark_bad(st, p->target.sha, p->target.etag, reason, now);
         (void) state_add_history(st, p->target.sha, p->previous, outcome, reason, now);
@@ -155,6 +158,13 @@ static bool needs_restart(const ServiceConfig *c) {
         return (c->unit && c->restart_mode != RESTART_NONE) || c->health_url || c->health_command;
 }
 
+/* The pointer's ETag is kept only once the build it names is settled
+ * (deployed, current, or bad): until then a 304 must not end the retries. */
+static void remember_pointer(Pipeline *p) {
+        if (p->target.pointer_etag)
+                (void) state_set(&p->service->state->pointer_etag, p->target.pointer_etag);
+}
+
 /* 1: deploy the target; 0: nothing to do (logged why). */
 static int should_deploy(Pipeline *p) {
         Service *s = p->service;
@@ -186,8 +196,6 @@ static void on_discovered(Pipeline *p, json_t *res) {
                 return fail(p, r, "discover: invalid result from worker");
         /* from here on the messages are about that build: journalctl DEPLOY_SHA= finds them */
         log_set_context(s->name, p->target.sha, step_names[p->step]);
-        if (job_string(res, "pointer_etag"))
-                (void) state_set(&s->state->pointer_etag, job_string(res, "pointer_etag"));
         if (job_bool(res, "not_modified", false))
                 return log_debug("%s: pointer unchanged", s->name), finish(p, 0);
         if (!p->target.sha) {
@@ -197,8 +205,11 @@ static void on_discovered(Pipeline *p, json_t *res) {
                 return fail(p, -ENOENT, "no build published yet under the configured bucket and prefix");
         }
         log_info("%s: discover: newest is %s (s3://%s/%s)", s->name, p->target.sha, s->cfg->bucket, p->target.key);
-        if (should_deploy(p) == 0)
+        if (should_deploy(p) == 0) {
+                if (streq_ptr(p->target.sha, s->state->current) || state_find_bad(s->state, p->target.sha, p->target.etag))
+                        remember_pointer(p); /* settled: the next poll may be a 304 */
                 return finish(p, s->state->current ? 0 : -ENOENT);
+        }
         if (state_set(&p->previous, s->state->current) < 0)
                 return fail(p, -ENOMEM, "out of memory");
         run_step(p, release_exists(p) ? STEP_ACTIVATE : STEP_FETCH);
@@ -228,6 +239,7 @@ static void deployed(Pipeline *p) {
 
         log_event(LOG_INFO, LOG_MID_DEPLOYED, "%s: deployed %s (was %s)", s->name, p->target.sha,
                   p->previous ?: "nothing");
+        remember_pointer(p);
         (void) state_set(&s->state->last_error, NULL);
         (void) state_add_history(s->state, p->target.sha, p->previous, "deployed",
                                  p->kind == PIPELINE_ROLLBACK ? "rollback by an operator" :
@@ -412,8 +424,9 @@ static void run_step(Pipeline *p, Step step) {
         job = build_job(p, step);
         if (!job)
                 return fail(p, -ENOMEM, "building a job: out of memory");
-        /* rollback steps record the step that decides recovery: "rollback" */
-        r = set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
+        /* rollback steps record the step that decides recovery: "rollback";
+         * discovery leaves nothing to recover, and an idle poll writes nothing */
+        r = step == STEP_DISCOVER ? 0 : set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
         if (r >= 0)
                 r = manager_start_worker(s->manager, step_workers[step], job, s->cfg->step_timeout_usec,
                                          on_progress, on_step_done, p, &p->worker);

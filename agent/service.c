@@ -115,17 +115,31 @@ Service *service_free(Service *s) {
         sd_event_source_disable_unref(s->timer);
         state_free(s->state);
         free(s->pending_sha);
+        free(s->saved_state);
         free(s->name);
         free(s);
         return NULL;
 }
 
+/* Written only when it changed: an idle poll costs no fsync. */
 int service_save_state(Service *s) {
-        int r = state_save(s->state, s->state_path);
+        char *text = state_format(s->state);
+        int r;
 
-        if (r < 0)
-                log_error_errno(r, "%s: saving %s: %m", s->name, s->state_path);
-        return r;
+        if (!text)
+                return log_error_errno(-ENOMEM, "%s: saving state: %m", s->name);
+        if (streq_ptr(text, s->saved_state)) {
+                free(text);
+                return 0;
+        }
+        r = state_write(text, s->state_path);
+        if (r < 0) {
+                free(text);
+                return log_error_errno(r, "%s: saving %s: %m", s->name, s->state_path);
+        }
+        free(s->saved_state);
+        s->saved_state = text;
+        return 0;
 }
 
 void service_set_activity(Service *s, const char *fmt, ...) {
@@ -172,7 +186,7 @@ static int start(Service *s, PipelineKind kind, const char *sha) {
         int r;
 
         s->seq++;
-        s->state->last_poll_usec = now_usec(CLOCK_REALTIME);
+        s->last_poll_usec = now_usec(CLOCK_REALTIME);
         r = pipeline_start(s, kind, sha);
         if (r < 0)
                 log_error_errno(r, "%s: cannot start a deploy: %m", s->name);

@@ -33,6 +33,8 @@ typedef struct Service {
         bool removed;                  /* dropped by a reload: freed once idle */
         bool reload_pending;           /* its config changed: renewed once idle */
         unsigned seq;                  /* number of the running or last pipeline */
+        uint64_t last_poll_usec;       /* realtime; not persisted */
+        char *saved_state;             /* state.json as last written */
         int pending_kind;              /* an operator's request waiting: PipelineKind, -1 none */
         char *pending_sha;
 } Service;

@@ -161,7 +161,7 @@ static json_t *history_to_json(const ServiceState *s) {
 }
 
 static json_t *state_to_json(const ServiceState *s) {
-        return json_pack("{s:i,s:o,s:o,s:{s:o,s:o,s:o},s:o,s:b,s:o,s:o,s:I,s:o,s:o}",
+        return json_pack("{s:i,s:o,s:o,s:{s:o,s:o,s:o},s:o,s:b,s:o,s:o,s:o,s:o}",
                          "version", 1,
                          "current", str_or_null(s->current),
                          "previous", str_or_null(s->previous),
@@ -171,22 +171,32 @@ static json_t *state_to_json(const ServiceState *s) {
                          "paused", s->paused,
                          "pinned", str_or_null(s->pinned),
                          "last_error", str_or_null(s->last_error),
-                         "last_poll_usec", (json_int_t) s->last_poll_usec,
                          "bad", bad_to_json(s),
                          "history", history_to_json(s));
 }
 
-int state_save(const ServiceState *s, const char *path) {
+char *state_format(const ServiceState *s) {
         json_auto_t *j = state_to_json(s);
-        _cleanup_free_ char *text = NULL, *dir_copy = strdup(path), *base_copy = strdup(path);
+
+        return j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+}
+
+int state_write(const char *text, const char *path) {
+        _cleanup_free_ char *dir_copy = strdup(path), *base_copy = strdup(path);
         _cleanup_close_ int dir_fd = -1;
 
-        if (!j || !dir_copy || !base_copy || !(text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS)))
+        if (!dir_copy || !base_copy)
                 return -ENOMEM;
         dir_fd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dir_fd < 0)
                 return -errno;
         return write_file_atomic_at(dir_fd, basename(base_copy), text, strlen(text), 0644);
+}
+
+int state_save(const ServiceState *s, const char *path) {
+        _cleanup_free_ char *text = state_format(s);
+
+        return text ? state_write(text, path) : -ENOMEM;
 }
 
 static int get_str(const json_t *o, const char *key, char **field, bool *oom) {
@@ -247,7 +257,6 @@ static int state_from_json(const json_t *j, ServiceState *s) {
         if (oom)
                 return -ENOMEM;
         s->paused = json_is_true(json_object_get(j, "paused"));
-        s->last_poll_usec = (uint64_t) json_integer_value(json_object_get(j, "last_poll_usec"));
         if ((r = load_bad(s, json_object_get(j, "bad"))) < 0 ||
             (r = load_history(s, json_object_get(j, "history"))) < 0)
                 return r;

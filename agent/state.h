@@ -36,7 +36,6 @@ typedef struct ServiceState {
         bool paused;
         char *pinned;
         char *last_error;
-        uint64_t last_poll_usec;
         BadRelease *bad;
         size_t n_bad;
         HistoryEntry *history;         /* oldest first */
@@ -45,8 +44,11 @@ typedef struct ServiceState {
 
 /* A missing file gives an empty state; a corrupt one is an error. */
 int state_load(const char *path, ServiceState **ret, char **ret_error);
+/* state.json's text. */
+char *state_format(const ServiceState *s);
 /* Temp file, fsync, rename, fsync of the directory. */
 int state_save(const ServiceState *s, const char *path);
+int state_write(const char *text, const char *path);
 ServiceState *state_free(ServiceState *s);
 static inline void state_freep(ServiceState **s) {
         state_free(*s);

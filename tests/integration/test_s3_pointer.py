@@ -119,8 +119,6 @@ def test_idle_once_in_pointer_mode_is_one_304(agent):
         [("GET", f"/{harness.BUCKET}/{agent.prefix}LATEST", 304)]
 
 
-@pytest.mark.xfail(strict=False, reason="supervisor: keep pointer_etag only once its target is current "
-                   "or rejected (pipeline.c stores it right after discover)")
 def test_pointer_retried_after_a_failed_fetch(agent, faults):
     """A poll whose fetch failed (network) must not leave the pointer's
     ETag behind as "seen": the next poll would get a 304 and never retry."""
