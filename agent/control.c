@@ -366,20 +366,24 @@ void control_pipeline_ended(Control *c, const char *service, unsigned seq, const
 /* ---- the listening socket ---- */
 
 /* A socket file nobody answers on is stale; one that answers belongs to a
- * running agent, which we must not steal it from. */
+ * running agent, which we must not steal it from. Anything else at that
+ * path (a file, a symlink: a typo in the config) is not ours to delete. */
 static int claim_path(const char *path) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -1;
+        struct stat st;
 
-        if (access(path, F_OK) < 0)
-                return 0;
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -ENOTSOCK;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
         strncpy(sa.sun_path, path, sizeof sa.sun_path - 1);
         if (connect(fd, (struct sockaddr *) &sa, sizeof sa) >= 0)
                 return -EADDRINUSE;
-        if (errno != ECONNREFUSED && errno != ENOTSOCK)
+        if (errno != ECONNREFUSED)
                 return -errno;
         return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
 }
@@ -456,6 +460,7 @@ int control_new(Manager *m, const AgentConfig *cfg, Control **ret) {
                 r = sd_event_add_io(manager_event(m), &c->listen_source, c->fd, EPOLLIN, on_accept, c);
         if (r < 0) {
                 log_error_errno(r, r == -EADDRINUSE ? "control: %s: another deploy-agent is already running"
+                                   : r == -ENOTSOCK ? "control: %s exists and is not a socket; not touching it"
                                                     : "control: cannot listen on %s: %m", cfg->socket);
                 control_free(c);
                 return r;
