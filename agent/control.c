@@ -101,13 +101,18 @@ static void client_settle(Client *cl) {
                 client_free(cl);
 }
 
+/* What a client gets when its answer cannot be built (out of memory). */
+static const char reply_internal_error[] =
+        "{\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"the answer could not be encoded\"}}";
+
 void control_reply(Client *cl, json_t *msg) {
         _cleanup_free_ char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-        size_t n = text ? strlen(text) : 0;
+        const char *line = text ?: reply_internal_error;
+        size_t n = strlen(line);
         char *out;
 
         json_decref(msg);
-        if (!text || cl->out_len + n + 1 > CONTROL_OUTPUT_MAX) {
+        if (cl->out_len + n + 1 > CONTROL_OUTPUT_MAX) {
                 cl->closing = true; /* a client that does not read loses its connection */
                 cl->out_len = 0;
                 return;
@@ -117,10 +122,40 @@ void control_reply(Client *cl, json_t *msg) {
                 cl->closing = true;
                 return;
         }
-        memcpy(out + cl->out_len, text, n);
+        memcpy(out + cl->out_len, line, n);
         out[cl->out_len + n] = '\n';
         cl->out = out;
         cl->out_len += n + 1;
+}
+
+/* The length of the valid UTF-8 sequence at p (as jansson defines it: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), 0 if invalid. */
+static size_t utf8_sequence(const unsigned char *p) {
+        size_t n = *p < 0x80 ? 1 : *p >= 0xc2 && *p <= 0xdf ? 2 : *p >= 0xe0 && *p <= 0xef ? 3
+                 : *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
+        uint32_t cp = n == 1 ? *p : n == 2 ? *p & 0x1f : n == 3 ? *p & 0x0f : *p & 0x07;
+
+        for (size_t i = 1; i < n; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = cp << 6 | (p[i] & 0x3f);
+        }
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        return n;
+}
+
+/* Messages quote what the client sent (cut at a byte count, so maybe in the
+ * middle of a character) and jansson's parse errors, which quote raw input:
+ * JSON strings must be UTF-8, so anything else becomes '?'. */
+static void utf8_scrub(char *s) {
+        for (unsigned char *p = (unsigned char *) s; *p;) {
+                size_t n = utf8_sequence(p);
+                if (n == 0)
+                        *p++ = '?';
+                else
+                        p += n;
+        }
 }
 
 void control_reply_error(Client *cl, const char *code, const char *fmt, ...) {
@@ -130,6 +165,7 @@ void control_reply_error(Client *cl, const char *code, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(message, sizeof message, fmt, ap);
         va_end(ap);
+        utf8_scrub(message);
         control_reply(cl, json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", code, "message", message));
 }
 
