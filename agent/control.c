@@ -31,6 +31,7 @@ struct Client {
         char *wait_service;            /* waiting for pipeline wait_seq of it */
         unsigned wait_seq;
         bool closing;                  /* close once the output is flushed */
+        bool eof;                      /* the peer shut its side down: answer, then close */
         uint64_t last_active_usec;
 };
 
@@ -72,7 +73,7 @@ static void client_free(Client *cl) {
 static int update_events(Client *cl) {
         uint32_t events = cl->out_len > 0 ? EPOLLOUT : 0;
 
-        if (!cl->closing && !cl->wait_service)
+        if (!cl->closing && !cl->wait_service && !cl->eof)
                 events |= EPOLLIN; /* one request at a time per connection */
         return sd_event_source_set_io_events(cl->io, events);
 }
@@ -211,19 +212,33 @@ static void process_input(Client *cl) {
         }
 }
 
+/* What was read is handled; a peer that shut down its sending side
+ * (`echo REQUEST | socat - UNIX-CONNECT:...`) still gets its answers: the
+ * last line may lack its newline, and the connection closes once they are out. */
+static void client_process(Client *cl) {
+        process_input(cl);
+        if (!cl->eof || cl->wait_service || cl->closing)
+                return;
+        if (cl->in_len > 0) {
+                handle_line(cl, cl->in, cl->in_len);
+                cl->in_len = 0;
+        }
+        if (!cl->wait_service)
+                cl->closing = true;
+}
+
 static int read_input(Client *cl) {
-        for (;;) {
+        while (cl->in_len < CONTROL_REQUEST_MAX && !cl->eof) {
                 ssize_t n = recv(cl->fd, cl->in + cl->in_len, CONTROL_REQUEST_MAX - cl->in_len, MSG_DONTWAIT);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
                         return errno == EAGAIN ? 0 : -errno;
                 if (n == 0)
-                        return -ECONNRESET;
+                        cl->eof = true;
                 cl->in_len += (size_t) n;
-                if (cl->in_len >= CONTROL_REQUEST_MAX)
-                        return 0;
         }
+        return 0;
 }
 
 static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -233,9 +248,10 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
         (void) sd_event_source_set_time_relative(cl->idle, CONTROL_IDLE_USEC);
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 int r = read_input(cl);
-                process_input(cl);
-                if (r < 0) {
-                        /* gone: a deploy it waited for goes on without it */
+                client_process(cl);
+                /* HUP: both directions are shut, nothing can reach it any more.
+                 * A deploy it waited for goes on without it. */
+                if (r < 0 || (revents & (EPOLLHUP | EPOLLERR))) {
                         client_free(cl);
                         return 0;
                 }
@@ -256,7 +272,7 @@ static int on_client_idle(sd_event_source *s, uint64_t usec, void *userdata) {
 static int on_client_kick(sd_event_source *s, void *userdata) {
         Client *cl = userdata;
 
-        process_input(cl);
+        client_process(cl);
         client_settle(cl);
         return 0;
 }
