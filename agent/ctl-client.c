@@ -24,7 +24,8 @@ int ctl_connect(const char *path, CtlConnection *ret) {
                 return r;
         }
         ret->fd = fd;
-        ret->len = 0;
+        ret->buf = NULL;
+        ret->len = ret->size = 0;
         return 0;
 }
 
@@ -32,6 +33,8 @@ void ctl_close(CtlConnection *c) {
         if (c->fd >= 0)
                 close(c->fd);
         c->fd = -1;
+        c->buf = mfree(c->buf);
+        c->len = c->size = 0;
 }
 
 int ctl_send(CtlConnection *c, json_t *req) {
@@ -44,17 +47,40 @@ int ctl_send(CtlConnection *c, json_t *req) {
 }
 
 static int take_line(CtlConnection *c, json_t **ret) {
-        char *nl = memchr(c->buf, '\n', c->len);
+        char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
         json_error_t err;
+        json_t *msg;
         size_t n;
 
         if (!nl)
                 return 0;
         n = (size_t) (nl - c->buf);
-        *ret = json_loadb(c->buf, n, 0, &err);
+        msg = json_loadb(c->buf, n, 0, &err);
         memmove(c->buf, nl + 1, c->len - n - 1);
         c->len -= n + 1;
-        return json_is_object(*ret) ? 1 : -EBADMSG;
+        if (!json_is_object(msg)) {
+                json_decref(msg);
+                return -EBADMSG;
+        }
+        *ret = msg;
+        return 1;
+}
+
+/* Room for at least 64 KiB more, up to CTL_LINE_MAX + 1 in all. */
+static int grow(CtlConnection *c) {
+        size_t size = c->size ? c->size * 2 : 64 * 1024;
+        char *b;
+
+        if (c->size - c->len >= 64 * 1024 || c->size > CTL_LINE_MAX)
+                return 0;
+        if (size > CTL_LINE_MAX + 1)
+                size = CTL_LINE_MAX + 1;
+        b = realloc(c->buf, size);
+        if (!b)
+                return -ENOMEM;
+        c->buf = b;
+        c->size = size;
+        return 0;
 }
 
 int ctl_receive(CtlConnection *c, uint64_t deadline, json_t **ret) {
@@ -65,8 +91,10 @@ int ctl_receive(CtlConnection *c, uint64_t deadline, json_t **ret) {
 
                 if (r != 0)
                         return r;
-                if (c->len == sizeof c->buf)
+                if (c->len > CTL_LINE_MAX)
                         return -EBADMSG;
+                if ((r = grow(c)) < 0)
+                        return r;
                 if (deadline) {
                         uint64_t now = now_usec(CLOCK_MONOTONIC);
                         if (now >= deadline)
@@ -78,7 +106,7 @@ int ctl_receive(CtlConnection *c, uint64_t deadline, json_t **ret) {
                         return -errno;
                 if (r <= 0)
                         continue;
-                n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+                n = read(c->fd, c->buf + c->len, c->size - c->len);
                 if (n < 0 && errno != EINTR)
                         return -errno;
                 if (n == 0)

@@ -5,10 +5,14 @@
 #include <jansson.h>
 #include <stdint.h>
 
+/* The agent's answers are capped at 1 MiB (CONTROL_OUTPUT_MAX): a status of
+ * many services with long bad lists is far more than 64 KiB. */
+#define CTL_LINE_MAX (1024 * 1024)
+
 typedef struct CtlConnection {
         int fd;
-        char buf[64 * 1024];
-        size_t len;
+        char *buf;                     /* grows up to CTL_LINE_MAX */
+        size_t len, size;
 } CtlConnection;
 
 /* -ENOENT/-ECONNREFUSED: no agent; -EACCES: may not connect. */
