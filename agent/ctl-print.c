@@ -7,16 +7,6 @@
 
 static bool progress_shown;
 
-int ctl_print_connect_error(const char *path, int r) {
-        if (r == -EACCES || r == -EPERM) {
-                fprintf(stderr, "deployctl: may not connect to %s: %s (members of the admin group may)\n", path,
-                        strerror(-r));
-                return CTL_EXIT_DENIED;
-        }
-        fprintf(stderr, "deployctl: agent unreachable at %s: %s; is deploy-agent running?\n", path, strerror(-r));
-        return CTL_EXIT_UNREACHABLE;
-}
-
 int ctl_exit_code(json_t *res) {
         static const struct { const char *code; int exit; } map[] = {
                 { "unknown_service", CTL_EXIT_UNKNOWN }, { "not_deployed", CTL_EXIT_UNKNOWN },

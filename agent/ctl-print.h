@@ -16,8 +16,6 @@ enum {
         CTL_EXIT_TIMEOUT = 6,
 };
 
-/* Why connecting failed, on stderr; returns the exit code. */
-int ctl_print_connect_error(const char *path, int r);
 /* The exit code an answer means. */
 int ctl_exit_code(json_t *res);
 

@@ -45,6 +45,28 @@ static void command_help(const Command *c) {
         printf("Usage: deployctl [-s SOCKET] [--json] %s %s\n%s", c->name, c->usage, c->help);
 }
 
+/* With --json, a failure before any answer is one object too: Ansible's
+ * changed_when/from_json then read a reason instead of an empty string. */
+static int transport_error(Ctl *ctl, int exit_code, const char *code, const char *fmt, ...) _printf_(4, 5);
+static int transport_error(Ctl *ctl, int exit_code, const char *code, const char *fmt, ...) {
+        _cleanup_free_ char *message = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&message, fmt, ap) < 0)
+                message = NULL;
+        va_end(ap);
+        fprintf(stderr, "deployctl: %s\n", message ?: code);
+        if (ctl->json) {
+                json_t *res = json_pack("{s:b,s:b,s:{s:s,s:s}}", "ok", 0, "changed", 0, "error", "code", code,
+                                        "message", message ?: code);
+                if (res)
+                        ctl_print_json(res);
+                json_decref(res);
+        }
+        return exit_code;
+}
+
 /* Send req; stream events (a progress line on a TTY) until the answer. */
 static int transact(Ctl *ctl, json_t *req, uint64_t timeout_usec, json_t **ret) {
         CtlConnection conn = { .fd = -1 };
@@ -52,8 +74,14 @@ static int transact(Ctl *ctl, json_t *req, uint64_t timeout_usec, json_t **ret) 
         int r;
 
         r = ctl_connect(ctl->socket, &conn);
+        if (r == -EACCES || r == -EPERM)
+                return transport_error(ctl, CTL_EXIT_DENIED, "permission_denied",
+                                       "may not connect to %s: %s (members of the admin group may)", ctl->socket,
+                                       strerror(-r));
         if (r < 0)
-                return ctl_print_connect_error(ctl->socket, r);
+                return transport_error(ctl, CTL_EXIT_UNREACHABLE, "unreachable",
+                                       "agent unreachable at %s: %s; is deploy-agent running?", ctl->socket,
+                                       strerror(-r));
         r = ctl_send(&conn, req);
         while (r >= 0) {
                 json_t *msg = NULL;
@@ -72,9 +100,10 @@ static int transact(Ctl *ctl, json_t *req, uint64_t timeout_usec, json_t **ret) 
         if (ctl->tty && !ctl->json)
                 ctl_print_progress(NULL);
         if (r == -ETIMEDOUT)
-                return fprintf(stderr, "deployctl: timed out waiting for the agent\n"), CTL_EXIT_TIMEOUT;
+                return transport_error(ctl, CTL_EXIT_TIMEOUT, "timed_out",
+                                       "timed out waiting for the agent (what it was asked goes on)");
         if (r < 0)
-                return fprintf(stderr, "deployctl: lost the agent: %s\n", strerror(-r)), CTL_EXIT_UNREACHABLE;
+                return transport_error(ctl, CTL_EXIT_UNREACHABLE, "unreachable", "lost the agent: %s", strerror(-r));
         return 0;
 }
 
