@@ -3,6 +3,7 @@
  * (publish.c). Human output by default, one JSON object with --json. */
 #define _GNU_SOURCE
 #include <getopt.h>
+#include <signal.h>
 
 #include "config.h"
 #include "ctl-client.h"
@@ -274,12 +275,12 @@ static const Command *find_command(const char *name) {
         return NULL;
 }
 
-static void help(void) {
-        printf("Usage: deployctl [-s SOCKET] [-c FILE] [--json] COMMAND [ARGS]\n"
+static void help(FILE *f) {
+        fprintf(f, "Usage: deployctl [-s SOCKET] [-c FILE] [--json] COMMAND [ARGS]\n"
                "Query and drive deploy-agent over its control socket.\n\nCommands:\n");
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                printf("  %-9s %s\n", commands[i].name, commands[i].usage);
-        printf("  %-9s --bucket B --prefix P --sha SHA [--suffix S] [--minisig F] [--pointer K] FILE\n"
+                fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].usage);
+        fprintf(f, "  %-9s --bucket B --prefix P --sha SHA [--suffix S] [--minisig F] [--pointer K] FILE\n"
                "\nOptions:\n"
                "  -s, --socket PATH  control socket (default: [agent] socket of the config, else %s)\n"
                "  -c, --config FILE  configuration file (default %s)\n"
@@ -316,17 +317,19 @@ int main(int argc, char **argv) {
         const Command *cmd;
         int c;
 
+        (void) signal(SIGPIPE, SIG_IGN); /* an agent that hangs up is an error to report, not a death */
+
         while ((c = getopt_long(argc, argv, "+s:c:h", options, NULL)) >= 0)
                 switch (c) {
                 case 's': socket_option = optarg; break;
                 case 'c': config_path = optarg; break;
                 case 'j': ctl.json = true; break;
-                case 'h': help(); return CTL_EXIT_OK;
+                case 'h': help(stdout); return CTL_EXIT_OK;
                 case 'V': printf("%s\n", DEPLOY_AGENT_VERSION); return CTL_EXIT_OK;
                 default: return CTL_EXIT_USAGE;
                 }
         if (optind >= argc)
-                return help(), CTL_EXIT_USAGE;
+                return help(stderr), CTL_EXIT_USAGE;
         if (streq(argv[optind], "publish"))
                 return publish_main(config_path, argc - optind, argv + optind);
         cmd = find_command(argv[optind]);
