@@ -93,7 +93,8 @@ static void reset_signals(void) {
         (void) sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* In the child between fork and exec: only async-signal-safe calls. */
+/* In the vfork child until exec: syscalls only, nothing that writes memory
+ * the supervisor owns (the stack below our caller's frame is ours). */
 _Noreturn static void exec_worker(const char *step, int fd, pid_t parent) {
         char *argv[] = { (char *) "deploy-agent-worker", (char *) "--worker", (char *) step, NULL };
 
@@ -122,15 +123,19 @@ static int spawn(Worker *w) {
                 return -ENOEXEC;
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
                 return -errno;
-        w->pid = fork();
-        if (w->pid < 0) {
+        /* vfork: no copy of the supervisor's page tables for a child that
+         * only makes syscalls before it execs (its own fd table and signal
+         * handlers, so resetting them there touches nothing of ours) */
+        pid_t pid = vfork();
+        if (pid < 0) {
                 int r = -errno;
                 close(sv[0]);
                 close(sv[1]);
                 return r;
         }
-        if (w->pid == 0)
+        if (pid == 0)
                 exec_worker(w->step, sv[1], parent);
+        w->pid = pid;
         (void) setpgid(w->pid, w->pid); /* also done by the child: no race either way */
         close(sv[1]);
         w->fd = sv[0];
