@@ -76,7 +76,8 @@ static int set_in_flight(Pipeline *p, const char *step) {
 
         if (state_set(&st->in_flight_step, step) < 0 ||
             state_set(&st->in_flight_sha, step ? p->target.sha : NULL) < 0 ||
-            state_set(&st->in_flight_previous, step ? p->previous : NULL) < 0)
+            state_set(&st->in_flight_previous, step ? p->previous : NULL) < 0 ||
+            state_set(&st->in_flight_etag, step ? p->target.etag : NULL) < 0)
                 return -ENOMEM;
         return service_save_state(p->service);
 }
@@ -453,7 +454,8 @@ static int start_recovery(Pipeline *p) {
         ServiceState *st = p->service->state;
         bool rolling_back = streq(st->in_flight_step, "rollback");
 
-        if (state_set(&p->target.sha, st->in_flight_sha) < 0 || state_set(&p->previous, st->in_flight_previous) < 0)
+        if (state_set(&p->target.sha, st->in_flight_sha) < 0 || state_set(&p->previous, st->in_flight_previous) < 0 ||
+            state_set(&p->target.etag, st->in_flight_etag) < 0)
                 return -ENOMEM;
         log_set_context(p->service->name, p->target.sha, NULL); /* journalctl DEPLOY_SERVICE= finds it */
         log_warning("%s: the agent stopped during %s of %s; %s", p->service->name, st->in_flight_step,

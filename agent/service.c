@@ -169,7 +169,10 @@ uint64_t service_poll_delay(const Service *s) {
 static int on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         Service *s = userdata;
 
-        if (service_poll(s) == -EBUSY)
+        (void) service_poll(s);
+        /* nothing started (busy, paused, pinned, or it could not start):
+         * keep ticking; a pipeline that runs re-arms the timer when it ends */
+        if (!s->pipeline)
                 (void) service_schedule(s, service_poll_delay(s));
         return 0;
 }
@@ -239,9 +242,10 @@ static bool start_pending(Service *s) {
 }
 
 void service_pipeline_done(Service *s, const PipelineResult *res) {
-        if (res->r < 0 && res->r != -ECANCELED)
+        /* nothing published yet (-ENOENT) is no failure to back off from */
+        if (res->r < 0 && res->r != -ECANCELED && res->r != -ENOENT)
                 s->failures++;
-        else if (res->r >= 0)
+        else if (res->r >= 0 || res->r == -ENOENT)
                 s->failures = 0;
         if (res->r >= 0)
                 service_set_activity(s, "idle at %s", s->state->current ?: "nothing");

@@ -43,6 +43,7 @@ ServiceState *state_free(ServiceState *s) {
         free(s->in_flight_step);
         free(s->in_flight_sha);
         free(s->in_flight_previous);
+        free(s->in_flight_etag);
         free(s->pointer_etag);
         free(s->pinned);
         free(s->last_error);
@@ -161,12 +162,13 @@ static json_t *history_to_json(const ServiceState *s) {
 }
 
 static json_t *state_to_json(const ServiceState *s) {
-        return json_pack("{s:i,s:o,s:o,s:{s:o,s:o,s:o},s:o,s:b,s:o,s:o,s:o,s:o}",
+        return json_pack("{s:i,s:o,s:o,s:{s:o,s:o,s:o,s:o},s:o,s:b,s:o,s:o,s:o,s:o}",
                          "version", 1,
                          "current", str_or_null(s->current),
                          "previous", str_or_null(s->previous),
                          "in_flight", "step", str_or_null(s->in_flight_step), "sha", str_or_null(s->in_flight_sha),
                          "previous", str_or_null(s->in_flight_previous),
+                         "etag", str_or_null(s->in_flight_etag),
                          "pointer_etag", str_or_null(s->pointer_etag),
                          "paused", s->paused,
                          "pinned", str_or_null(s->pinned),
@@ -252,7 +254,8 @@ static int state_from_json(const json_t *j, ServiceState *s) {
             get_str(j, "pinned", &s->pinned, &oom) < 0 || get_str(j, "last_error", &s->last_error, &oom) < 0 ||
             get_str(j, "pointer_etag", &s->pointer_etag, &oom) < 0 ||
             get_str(fl, "step", &s->in_flight_step, &oom) < 0 || get_str(fl, "sha", &s->in_flight_sha, &oom) < 0 ||
-            get_str(fl, "previous", &s->in_flight_previous, &oom) < 0)
+            get_str(fl, "previous", &s->in_flight_previous, &oom) < 0 ||
+            get_str(fl, "etag", &s->in_flight_etag, &oom) < 0)
                 return -EBADMSG;
         if (oom)
                 return -ENOMEM;

@@ -32,6 +32,7 @@ typedef struct ServiceState {
         char *in_flight_step;          /* NULL when idle */
         char *in_flight_sha;
         char *in_flight_previous;      /* what current was before the step */
+        char *in_flight_etag;          /* the S3 object of in_flight_sha */
         char *pointer_etag;            /* select = pointer: the last one seen */
         bool paused;
         char *pinned;

@@ -38,6 +38,7 @@ static void test_round_trip(void **unused) {
         assert_int_equal(state_set(&s->previous, "9ab0123"), 0);
         assert_int_equal(state_set(&s->in_flight_step, "activate"), 0);
         assert_int_equal(state_set(&s->in_flight_previous, "9ab0123"), 0);
+        assert_int_equal(state_set(&s->in_flight_etag, "etag-3f2c"), 0);
         assert_int_equal(state_set(&s->pointer_etag, "\"abc\""), 0);
         assert_int_equal(state_set(&s->pinned, "3f2c1ab"), 0);
         s->paused = true;
@@ -50,6 +51,7 @@ static void test_round_trip(void **unused) {
         assert_string_equal(t->previous, "9ab0123");
         assert_string_equal(t->in_flight_step, "activate");
         assert_string_equal(t->in_flight_previous, "9ab0123");
+        assert_string_equal(t->in_flight_etag, "etag-3f2c");
         assert_string_equal(t->pointer_etag, "\"abc\"");
         assert_string_equal(t->pinned, "3f2c1ab");
         assert_true(t->paused);
