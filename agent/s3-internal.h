@@ -48,6 +48,11 @@ size_t s3_on_header(char *buf, size_t size, size_t n, void *userdata);
 size_t s3_on_body(char *buf, size_t size, size_t n, void *userdata);
 int s3_transfer_result(S3Client *c, S3Transfer *t, CURLcode e, const char *what, char **ret_error);
 
+/* s3.c: "GET s3://bucket/key" for messages and the request's URL, once
+ * the key (1..1024 bytes) and the bucket are known to be valid. */
+int s3_object_target(S3Client *c, const char *method, const char *bucket, const char *key, char **ret_what,
+                     char **ret_url, char **ret_error);
+
 /* s3.c: run one signed request (GET, or PUT when t->upload is set) with
  * the current credentials; timeout_sec 0: no overall limit. */
 int s3_perform(S3Client *c, const char *url, S3Transfer *t, long timeout_sec, const char *what,

@@ -82,15 +82,9 @@ int s3_get_small(S3Client *c, const char *bucket, const char *key, const char *i
         S3GetRequest req = { .max_bytes = max_bytes, .if_none_match = if_none_match };
         int r;
 
-        what = strdup_printf("GET s3://%s/%s", strempty(bucket), strempty(key));
-        if (!what)
-                return -ENOMEM;
-        if (isempty(key) || strlen(key) > 1024)
-                return error_set(ret_error, -EINVAL, "%s: invalid key", what);
-        r = s3_build_url(&c->cfg, bucket, key, NULL, 0, &url);
+        r = s3_object_target(c, "GET", bucket, key, &what, &url, ret_error);
         if (r < 0)
-                return error_set(ret_error, r, "%s: %s", what,
-                                 r == -EINVAL ? "invalid bucket or endpoint" : strerror(-r));
+                return r;
         r = get_buffered(c, url, &req, what, &b, &resp, ret_error);
         if (r < 0)
                 return r;
@@ -173,19 +167,13 @@ static int put_body(S3Client *c, const char *bucket, const char *key, S3Upload *
         S3Backoff backoff = {};
         int r;
 
-        what = strdup_printf("PUT s3://%s/%s", strempty(bucket), strempty(key));
-        if (!what)
-                return -ENOMEM;
-        if (isempty(key) || strlen(key) > 1024)
-                return error_set(ret_error, -EINVAL, "%s: invalid key", what);
+        r = s3_object_target(c, "PUT", bucket, key, &what, &url, ret_error);
+        if (r < 0)
+                return r;
         if (u->size > S3_PUT_MAX)
                 return error_set(ret_error, -EFBIG,
                                  "%s: %" PRIu64 " bytes is more than a single PUT takes (5 GiB); "
                                  "multipart upload is not supported", what, u->size);
-        r = s3_build_url(&c->cfg, bucket, key, NULL, 0, &url);
-        if (r < 0)
-                return error_set(ret_error, r, "%s: %s", what,
-                                 r == -EINVAL ? "invalid bucket or endpoint" : strerror(-r));
         for (;;) {
                 _cleanup_(s3_transfer_done) S3Transfer t = { .req = &req, .upload = u };
 

@@ -274,13 +274,12 @@ int s3_perform(S3Client *c, const char *url, S3Transfer *t, long timeout_sec, co
         return s3_transfer_result(c, t, e, what, ret_error);
 }
 
-int s3_get_object(S3Client *c, const char *bucket, const char *key, const S3GetRequest *req,
-                  s3_data_cb cb, void *userdata, S3GetResponse *ret_response, char **ret_error) {
-        _cleanup_(s3_transfer_done) S3Transfer t = { .req = req, .cb = cb, .userdata = userdata };
-        _cleanup_free_ char *url = NULL, *what = NULL;
+int s3_object_target(S3Client *c, const char *method, const char *bucket, const char *key, char **ret_what,
+                     char **ret_url, char **ret_error) {
+        _cleanup_free_ char *what = strdup_printf("%s s3://%s/%s", method, strempty(bucket), strempty(key));
+        char *url = NULL;
         int r;
 
-        what = strdup_printf("GET s3://%s/%s", strempty(bucket), strempty(key));
         if (!what)
                 return -ENOMEM;
         if (isempty(key) || strlen(key) > 1024)
@@ -289,6 +288,20 @@ int s3_get_object(S3Client *c, const char *bucket, const char *key, const S3GetR
         if (r < 0)
                 return error_set(ret_error, r, "%s: %s", what,
                                  r == -EINVAL ? "invalid bucket or endpoint" : strerror(-r));
+        *ret_what = TAKE_PTR(what);
+        *ret_url = url;
+        return 0;
+}
+
+int s3_get_object(S3Client *c, const char *bucket, const char *key, const S3GetRequest *req,
+                  s3_data_cb cb, void *userdata, S3GetResponse *ret_response, char **ret_error) {
+        _cleanup_(s3_transfer_done) S3Transfer t = { .req = req, .cb = cb, .userdata = userdata };
+        _cleanup_free_ char *url = NULL, *what = NULL;
+        int r;
+
+        r = s3_object_target(c, "GET", bucket, key, &what, &url, ret_error);
+        if (r < 0)
+                return r;
         /* No overall timeout: artifacts can be large; the low-speed limit
          * catches a stalled transfer and step_timeout bounds the rest. */
         r = s3_perform(c, url, &t, 0, what, ret_error);
