@@ -27,8 +27,9 @@ for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break;
 
 half=$((SIZE_MIB / 2))
 head -c "${half}M" /dev/urandom > "$WORK/payload/random.bin"
-yes "deploy-agent bench line: compressible text that repeats, like logs and JS bundles" \
-        | head -c "${half}M" > "$WORK/payload/text.txt"
+# (process substitution: under pipefail, yes's SIGPIPE would fail a pipe)
+head -c "${half}M" < <(yes "deploy-agent bench line: compressible text that repeats, like logs and JS bundles") \
+        > "$WORK/payload/text.txt"
 SHA=$(printf bench | sha1sum | cut -c1-40)
 tar -C "$WORK/payload" -czf "$WORK/$SHA.tar.gz" .
 (cd "$WORK" && sha256sum "$SHA.tar.gz" > "$SHA.tar.gz.sha256")
