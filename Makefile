@@ -43,6 +43,12 @@ $(BUILD)/version.h: FORCE
 	@mkdir -p $(@D)
 	@echo '#define DEPLOY_AGENT_VERSION "$(VERSION)"' > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+# Where the installed agent finds deploy-agent-worker; rewritten (and
+# worker.o rebuilt) whenever LIBEXECDIR changes, e.g. by `make install PREFIX=/usr`.
+$(BUILD)/paths.h: FORCE
+	@mkdir -p $(@D)
+	@echo '#define LIBEXECDIR "$(LIBEXECDIR)"' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 FORCE:
 
 $(BUILD)/%.o: %.c
@@ -50,8 +56,7 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -I$(BUILD) -MMD -MP -c -o $@ $<
 
 $(BUILD)/agent/main.o $(BUILD)/agent/deployctl.o $(BUILD)/agent/control-commands.o: $(BUILD)/version.h
-$(BUILD)/agent/worker.o: CFLAGS += -DLIBEXECDIR='"$(LIBEXECDIR)"'
-$(BUILD)/agent/worker.o: Makefile
+$(BUILD)/agent/worker.o: $(BUILD)/paths.h
 
 $(BUILD)/libdeploy.a: $(LIB_OBJS)
 	@rm -f $@

@@ -17,14 +17,12 @@
 
 #include "job.h"
 #include "log.h"
+#include "paths.h"
 #include "util.h"
 
 #define WORKER_KILL_GRACE_USEC (2 * USEC_PER_SEC)
 #define WORKER_EXE_FD (WORKER_FD + 1)
 
-#ifndef LIBEXECDIR
-#define LIBEXECDIR "/usr/local/libexec/deploy-agent"
-#endif
 
 static int worker_exe_fd = -1;
 
