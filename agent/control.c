@@ -18,14 +18,16 @@
 #include "pipeline.h"
 #include "util.h"
 
+#define CONTROL_INPUT_KEEP 4096      /* input buffer kept between requests */
+
 struct Client {
         Control *control;
         Client *prev, *next;
         int fd;
         sd_event_source *io, *idle, *kick;
         Peer peer;
-        char in[CONTROL_REQUEST_MAX + 1];
-        size_t in_len;
+        char *in;                      /* grows with the request, up to CONTROL_REQUEST_MAX */
+        size_t in_len, in_size;
         char *out;
         size_t out_len;
         char *wait_service;            /* waiting for pipeline wait_seq of it */
@@ -65,6 +67,7 @@ static void client_free(Client *cl) {
         sd_event_source_disable_unref(cl->idle);
         sd_event_source_disable_unref(cl->kick);
         close(cl->fd);
+        free(cl->in);
         free(cl->out);
         free(cl->wait_service);
         free(cl);
@@ -89,6 +92,7 @@ static int flush_output(Client *cl) {
                 memmove(cl->out, cl->out + n, cl->out_len - (size_t) n);
                 cl->out_len -= (size_t) n;
         }
+        cl->out = mfree(cl->out); /* an idle connection keeps no big answer's buffer */
         return 0;
 }
 
@@ -199,7 +203,7 @@ static void handle_line(Client *cl, const char *line, size_t n) {
 static void process_input(Client *cl) {
         char *nl;
 
-        while (!cl->wait_service && !cl->closing && (nl = memchr(cl->in, '\n', cl->in_len))) {
+        while (!cl->wait_service && !cl->closing && cl->in_len > 0 && (nl = memchr(cl->in, '\n', cl->in_len))) {
                 size_t n = (size_t) (nl - cl->in);
                 if (n > 0)
                         handle_line(cl, cl->in, n);
@@ -209,6 +213,10 @@ static void process_input(Client *cl) {
         if (cl->in_len >= CONTROL_REQUEST_MAX && !cl->closing) {
                 control_reply_error(cl, "too_large", "request exceeds %d bytes", CONTROL_REQUEST_MAX);
                 cl->closing = true;
+        }
+        if (cl->in_len == 0 && cl->in_size > CONTROL_INPUT_KEEP) {
+                cl->in = mfree(cl->in);
+                cl->in_size = 0;
         }
 }
 
@@ -227,9 +235,30 @@ static void client_process(Client *cl) {
                 cl->closing = true;
 }
 
+/* Input buffers start small and double up to the request limit: a silent
+ * connection costs no buffer at all, so a flood of them does not bloat the
+ * supervisor for good (the heap keeps what it once grew to). */
+static int grow_input(Client *cl) {
+        size_t size = cl->in_size ? cl->in_size * 2 : CONTROL_INPUT_KEEP;
+        char *in;
+
+        if (size > CONTROL_REQUEST_MAX)
+                size = CONTROL_REQUEST_MAX;
+        in = realloc(cl->in, size);
+        if (!in)
+                return -ENOMEM;
+        cl->in = in;
+        cl->in_size = size;
+        return 0;
+}
+
 static int read_input(Client *cl) {
         while (cl->in_len < CONTROL_REQUEST_MAX && !cl->eof) {
-                ssize_t n = recv(cl->fd, cl->in + cl->in_len, CONTROL_REQUEST_MAX - cl->in_len, MSG_DONTWAIT);
+                ssize_t n;
+
+                if (cl->in_len == cl->in_size && grow_input(cl) < 0)
+                        return -ENOMEM;
+                n = recv(cl->fd, cl->in + cl->in_len, cl->in_size - cl->in_len, MSG_DONTWAIT);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)

@@ -560,6 +560,29 @@ def test_client_cap_drops_the_idlest(agent, ctl_daemon):
             c.close()
 
 
+def test_a_flood_of_connections_costs_little_memory(agent, ctl_daemon):
+    """256 silent connections (the cap), then each sending a 30 KB request: the
+    supervisor's RSS must not jump by a 64 KiB buffer per connection, and must not stay
+    grown after they are gone."""
+    d = ctl_daemon()
+    before = d.rss_kib()
+    for _ in range(2):
+        held = [d.connect() for _ in range(256)]
+        try:
+            time.sleep(0.3)
+            silent = d.rss_kib()
+            for c in held:
+                c.send(b'{"cmd":"status"' + b" " * 30000 + b"}\n")
+            for c in held:
+                assert c.recv()["ok"] is True
+        finally:
+            for c in held:
+                c.close()
+    after = d.rss_kib()
+    print(f"RSS: {before} KiB, with 256 silent connections {silent} KiB, after {after} KiB")
+    assert silent - before < 2048 and after - before < 4096, (before, silent, after)
+
+
 @pytest.mark.slow
 def test_idle_clients_are_closed_after_30s(agent, ctl_daemon):
     d = ctl_daemon()
