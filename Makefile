@@ -100,6 +100,11 @@ demo:
 bench: all
 	bash bench/run.sh
 	$(PYTHON) bench/daemon.py
+	$(PYTHON) bench/control.py
+
+# The control socket alone: latency, requests per second, RSS (a few seconds).
+bench-control: all
+	$(PYTHON) bench/control.py
 
 install: all
 	install -D -m 0755 $(BUILD)/deploy-agent $(DESTDIR)$(SBINDIR)/deploy-agent
@@ -117,5 +122,5 @@ install: all
 clean:
 	rm -rf build build-asan build-debug
 
-.PHONY: debug all test unit-test integration-test asan-test demo bench install clean FORCE
+.PHONY: debug all test unit-test integration-test asan-test demo bench bench-control install clean FORCE
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
