@@ -303,7 +303,7 @@ static void on_rolled_back(Pipeline *p, json_t *res) {
         Service *s = p->service;
 
         log_info("%s: rollback: current -> releases/%s", s->name, p->previous);
-        if (state_set(&s->state->current, p->previous) < 0 || state_set(&s->state->previous, NULL) < 0)
+        if (state_set(&s->state->current, p->previous) < 0 || state_set(&s->state->previous, p->target.sha) < 0)
                 return fail(p, -ENOMEM, "out of memory");
         if (needs_restart(s->cfg))
                 return run_step(p, STEP_ROLLBACK_RESTART);
