@@ -358,10 +358,13 @@ def test_check_and_reload(agent, ctl_daemon):
 
 
 def slow_build(agent, d, size=3 << 20, bps=768 << 10):
-    """Publish a build of size random bytes and slow S3's answers down to bps."""
+    """Publish a build of size random bytes and slow S3's answers down to bps. The
+    service is paused first: its next poll must not deploy the build before the test's
+    own request does (operator requests work while paused)."""
+    assert d.ctl("pause", "app").returncode == 0
     sha = new_sha()
-    agent.publish(sha, big_files(size, sha))
     agent.s3.proxy.throttle_bps = bps
+    agent.publish(sha, big_files(size, sha))
     return sha
 
 
