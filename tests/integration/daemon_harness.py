@@ -37,6 +37,16 @@ import sample_service
 import systemd_sandbox
 
 REPO = harness.REPO
+
+
+def private_tmp_exemption():
+    """Drop-in lines for a checkout below /tmp or /var/tmp (a CI clone may be
+    there): the shipped unit's PrivateTmp=yes would hide the agent's own
+    binary and the test's dirs from it. Only then, and saying why."""
+    if not str(REPO.resolve()).startswith(("/tmp/", "/var/tmp/")):
+        return []
+    return ["# the checkout lives in a temporary directory that PrivateTmp=yes would hide",
+            "PrivateTmp=no"]
 SHIPPED_UNIT = REPO / "systemd" / "deploy-agent.service"
 AGENT = "deploy-agent.service"
 STATE_DIR = "/var/lib/deploy-agent"
@@ -257,6 +267,7 @@ class Daemon:
             "ExecStart=",
             f"ExecStart={self.binary} -c {cfg} run",
             f"ReadWritePaths={self.workdir / 'srv'}",
+            *private_tmp_exemption(),
         ]
         if self.watchdog_sec:
             lines.append(f"WatchdogSec={self.watchdog_sec}")

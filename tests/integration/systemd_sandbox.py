@@ -275,6 +275,11 @@ class Sandbox:
             n for n in self.units if "/" not in n and "@." not in n
         ]
         self.shared = [self.workdir] + [pathlib.Path(p).resolve() for p in shared]
+        # A checkout below /tmp or /var/tmp (a CI clone may be there) holds the
+        # binaries the units run: keep it visible under the private tmpfs.
+        repo = pathlib.Path(__file__).resolve().parents[2]
+        if any(_below(repo, d) for d in ("/tmp", "/var/tmp")) and repo not in self.shared:
+            self.shared.append(repo)
         self.binds = {pathlib.Path(t): pathlib.Path(s).resolve() for t, s in (binds or {}).items()}
         for p in self.shared + list(self.binds.values()):
             if _below(p, "/run"):
@@ -703,8 +708,18 @@ exec env -i container=other TERM=dumb SYSTEMD_COLORS=0 \\
 
 
 # Default work dirs: below the repo, not /tmp, because a unit with PrivateTmp=yes (any
-# hardened one) gets its own /tmp and would not see files the test put below /tmp.
-DEFAULT_WORK_ROOT = pathlib.Path(os.environ.get("SANDBOX_WORK_ROOT", pathlib.Path(__file__).resolve().parent / ".tmp"))
+# hardened one) gets its own /tmp and would not see files the test put below /tmp. A
+# checkout that is itself below /tmp or /var/tmp (a CI clone may be) uses /var/lib.
+def _default_work_root():
+    if os.environ.get("SANDBOX_WORK_ROOT"):
+        return pathlib.Path(os.environ["SANDBOX_WORK_ROOT"])
+    here = pathlib.Path(__file__).resolve().parent
+    if any(_below(here, d) for d in ("/tmp", "/var/tmp")):
+        return pathlib.Path("/var/lib/deploy-agent-tests")
+    return here / ".tmp"
+
+
+DEFAULT_WORK_ROOT = _default_work_root()
 
 
 def make_sandbox_factory():

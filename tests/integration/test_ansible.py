@@ -29,6 +29,7 @@ import tempfile
 import pytest
 
 import harness
+from daemon_harness import private_tmp_exemption
 import sample_service
 import systemd_sandbox
 
@@ -75,7 +76,8 @@ def units(wd, app_port):
             f"ExecStartPre={BUILD}/deploy-agent -c {config} check-config\n"
             "ExecStart=\n"
             f"ExecStart={BUILD}/deploy-agent -c {config} run\n"
-            f"ReadWritePaths={wd / 'srv'}\n"),
+            f"ReadWritePaths={wd / 'srv'}\n"
+            + "".join(line + "\n" for line in private_tmp_exemption())),
         "deploy-agent.socket": (REPO / "systemd" / "deploy-agent.socket").read_text(),
         "deploy-agent.socket.d/50-test.conf": "[Socket]\nSocketGroup=root\n",
         "app.service": (
