@@ -28,8 +28,8 @@ struct Client {
         Peer peer;
         char *in;                      /* grows with the request, up to CONTROL_REQUEST_MAX */
         size_t in_len, in_size;
-        char *out;
-        size_t out_len;
+        char *out;                     /* pending output: out[out_start..out_end) */
+        size_t out_start, out_end, out_size;
         char *wait_service;            /* waiting for pipeline wait_seq of it */
         unsigned wait_seq;
         bool closing;                  /* close once the output is flushed */
@@ -74,25 +74,31 @@ static void client_free(Client *cl) {
 }
 
 static int update_events(Client *cl) {
-        uint32_t events = cl->out_len > 0 ? EPOLLOUT : 0;
+        uint32_t events = cl->out_end > cl->out_start ? EPOLLOUT : 0;
 
         if (!cl->closing && !cl->wait_service && !cl->eof)
                 events |= EPOLLIN; /* one request at a time per connection */
         return sd_event_source_set_io_events(cl->io, events);
 }
 
-/* Write what we can; 0 when all is out, -EAGAIN when some waits, <0 dead. */
+static void drop_output(Client *cl) {
+        cl->out = mfree(cl->out);
+        cl->out_start = cl->out_end = cl->out_size = 0;
+}
+
+/* Write what we can; 0 when all is out, -EAGAIN when some waits, <0 dead.
+ * Sent bytes are skipped, not moved: a slow reader costs no copying. */
 static int flush_output(Client *cl) {
-        while (cl->out_len > 0) {
-                ssize_t n = send(cl->fd, cl->out, cl->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (cl->out_end > cl->out_start) {
+                ssize_t n = send(cl->fd, cl->out + cl->out_start, cl->out_end - cl->out_start,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
                         return errno == EAGAIN ? -EAGAIN : -errno;
-                memmove(cl->out, cl->out + n, cl->out_len - (size_t) n);
-                cl->out_len -= (size_t) n;
+                cl->out_start += (size_t) n;
         }
-        cl->out = mfree(cl->out); /* an idle connection keeps no big answer's buffer */
+        drop_output(cl); /* an idle connection keeps no big answer's buffer */
         return 0;
 }
 
@@ -110,27 +116,45 @@ static void client_settle(Client *cl) {
 static const char reply_internal_error[] =
         "{\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":\"the answer could not be encoded\"}}";
 
+/* Room for n more bytes at out_end: move the pending bytes to the front,
+ * then grow geometrically if need be (appending answer by answer stays linear). */
+static int reserve_output(Client *cl, size_t n) {
+        size_t pending = cl->out_end - cl->out_start, size;
+        char *out;
+
+        if (cl->out_end + n <= cl->out_size)
+                return 0;
+        if (cl->out_start > 0) {
+                memmove(cl->out, cl->out + cl->out_start, pending);
+                cl->out_start = 0;
+                cl->out_end = pending;
+                if (pending + n <= cl->out_size)
+                        return 0;
+        }
+        for (size = cl->out_size ?: 4096; size < pending + n; size *= 2)
+                ;
+        out = realloc(cl->out, size);
+        if (!out)
+                return -ENOMEM;
+        cl->out = out;
+        cl->out_size = size;
+        return 0;
+}
+
 void control_reply(Client *cl, json_t *msg) {
         _cleanup_free_ char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
         const char *line = text ?: reply_internal_error;
         size_t n = strlen(line);
-        char *out;
 
         json_decref(msg);
-        if (cl->out_len + n + 1 > CONTROL_OUTPUT_MAX) {
+        if (cl->out_end - cl->out_start + n + 1 > CONTROL_OUTPUT_MAX || reserve_output(cl, n + 1) < 0) {
                 cl->closing = true; /* a client that does not read loses its connection */
-                cl->out_len = 0;
+                drop_output(cl);
                 return;
         }
-        out = realloc(cl->out, cl->out_len + n + 1);
-        if (!out) {
-                cl->closing = true;
-                return;
-        }
-        memcpy(out + cl->out_len, line, n);
-        out[cl->out_len + n] = '\n';
-        cl->out = out;
-        cl->out_len += n + 1;
+        memcpy(cl->out + cl->out_end, line, n);
+        cl->out[cl->out_end + n] = '\n';
+        cl->out_end += n + 1;
 }
 
 /* The length of the valid UTF-8 sequence at p (as jansson defines it: no
