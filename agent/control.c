@@ -19,6 +19,7 @@
 #include "util.h"
 
 #define CONTROL_INPUT_KEEP 4096      /* input buffer kept between requests */
+#define CONTROL_LINES_PER_TURN 16    /* requests of one client per turn of the loop */
 
 struct Client {
         Control *control;
@@ -223,18 +224,30 @@ static void handle_line(Client *cl, const char *line, size_t n) {
         json_decref(req);
 }
 
-/* Take every complete line out of the input buffer. */
+static void client_kick(Client *cl);
+
+static char *next_line(const Client *cl) {
+        return cl->in_len > 0 ? memchr(cl->in, '\n', cl->in_len) : NULL;
+}
+
+/* Take the complete lines out of the input buffer, a few per turn of the
+ * loop: a client that pipelines a buffer full of requests must not make
+ * everyone else wait until all of them are answered. */
 static void process_input(Client *cl) {
+        unsigned n_lines = 0;
         char *nl;
 
-        while (!cl->wait_service && !cl->closing && cl->in_len > 0 && (nl = memchr(cl->in, '\n', cl->in_len))) {
+        while (!cl->wait_service && !cl->closing && (nl = next_line(cl))) {
                 size_t n = (size_t) (nl - cl->in);
+                if (n_lines++ == CONTROL_LINES_PER_TURN)
+                        return client_kick(cl); /* the rest on the next turn */
                 if (n > 0)
                         handle_line(cl, cl->in, n);
                 memmove(cl->in, nl + 1, cl->in_len - n - 1);
                 cl->in_len -= n + 1;
         }
-        if (cl->in_len >= CONTROL_REQUEST_MAX && !cl->closing) {
+        /* full, and not with requests that wait their turn: one line too long */
+        if (cl->in_len >= CONTROL_REQUEST_MAX && !cl->closing && !next_line(cl)) {
                 control_reply_error(cl, "too_large", "request exceeds %d bytes", CONTROL_REQUEST_MAX);
                 cl->closing = true;
         }
@@ -249,7 +262,7 @@ static void process_input(Client *cl) {
  * last line may lack its newline, and the connection closes once they are out. */
 static void client_process(Client *cl) {
         process_input(cl);
-        if (!cl->eof || cl->wait_service || cl->closing)
+        if (!cl->eof || cl->wait_service || cl->closing || next_line(cl))
                 return;
         if (cl->in_len > 0) {
                 handle_line(cl, cl->in, cl->in_len);

@@ -652,6 +652,36 @@ def test_bad_requests_get_clear_errors(agent, ctl_daemon):
     assert d.running()
 
 
+def test_pipelined_requests_are_answered_in_order_and_others_go_on(agent, ctl_daemon):
+    """3000 requests in one write (more than the 64 KiB input buffer holds) are all
+    answered, in order, while another client is answered at once."""
+    d, (a,) = deployed(agent, ctl_daemon, 1)
+    n = 3000
+    data = b"".join(b'{"cmd":"version","service":"app"}\n' if i % 2 else b'{"cmd":"history","service":"app"}\n'
+                    for i in range(n))
+    assert len(data) > 64 * 1024
+    answers, errors = [], []
+    with d.connect(timeout=60) as flood:
+        def read():
+            try:
+                for _ in range(n):
+                    answers.append(flood.recv(timeout=60))
+            except Exception as e:  # noqa: BLE001 - checked below
+                errors.append(e)
+        reader = threading.Thread(target=read)
+        reader.start()
+        flood.send(data)
+        worst = 0.0
+        while reader.is_alive() and len(answers) < n:
+            t0 = time.monotonic()
+            assert d.request({"cmd": "status"})["ok"]
+            worst = max(worst, time.monotonic() - t0)
+        reader.join(60)
+    assert not errors and len(answers) == n, errors
+    assert all(x["ok"] and ("history" in x if i % 2 == 0 else x["sha"] == a) for i, x in enumerate(answers))
+    assert worst < 0.5, worst
+
+
 def test_oversized_requests_are_refused(agent, ctl_daemon):
     d = ctl_daemon()
     limit = 64 * 1024
