@@ -9,6 +9,7 @@ the sources (the control command table, log.h), never written down here.
 
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -174,11 +175,15 @@ def test_make_install_installs_man_pages_that_render_cleanly(tmp_path):
     for page, section in MANPAGES.items():
         installed = dest / "usr" / "share" / "man" / f"man{section}" / page
         assert installed.read_text() == (DOCS / page).read_text(), page
+        # groff comes with awscli (groff-base); man-db may be missing on a minimal host
         g = run("groff", "-man", "-Tutf8", "-ww", "-z", installed)
         assert g.returncode == 0 and g.stderr == "", f"{page}: {g.stderr}"
-        m = run("man", "--warnings", "-l", installed, env={**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8"})
-        assert m.returncode == 0 and m.stderr == "", f"{page}: {m.stderr}"
-        text = m.stdout
+        if shutil.which("man"):
+            m = run("man", "--warnings", "-l", installed, env={**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8"})
+            assert m.returncode == 0 and m.stderr == "", f"{page}: {m.stderr}"
+            text = m.stdout
+        else:
+            text = run("groff", "-man", "-Tutf8", "-P-c", "-P-b", "-P-u", installed).stdout
         assert "SEE ALSO" in text and "NAME" in text
         title = page.rsplit(".", 1)[0].upper()
         assert text.startswith(f"{title}({section})"), text[:80]
