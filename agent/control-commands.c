@@ -114,14 +114,14 @@ static void cmd_history(Request *r) {
 /* Start (or queue) an operator's pipeline; reply now, or when it ends.
  * The wait is registered first: a pipeline with nothing to do ends inside
  * service_request(). */
-static void request_pipeline(Request *r, PipelineKind kind, const char *sha) {
+static void request_pipeline(Request *r, PipelineKind kind, const char *sha, const char *reason) {
         Service *s = r->service;
         bool wait = json_is_true(json_object_get(r->req, "wait"));
         int k;
 
         if (wait && control_client_wait(r->client, s->name, service_request_seq(s)) < 0)
                 return control_reply_error(r->client, "failed", "out of memory");
-        k = service_request(s, kind, sha);
+        k = service_request(s, kind, sha, reason);
         if (k < 0) {
                 control_client_unwait(r->client);
                 return control_reply_error(r->client, k == -EBUSY ? "busy" : "failed", "%s: %s", s->name,
@@ -143,7 +143,7 @@ static void cmd_deploy(Request *r) {
         /* without --sha: unpin; with it, the pipeline pins once the build runs */
         if ((!sha && state_set(&st->pinned, NULL) < 0) || service_save_state(r->service) < 0)
                 return control_reply_error(r->client, "failed", "cannot save the state of %s", r->service->name);
-        request_pipeline(r, sha ? PIPELINE_DEPLOY : PIPELINE_AUTO, sha);
+        request_pipeline(r, sha ? PIPELINE_DEPLOY : PIPELINE_AUTO, sha, NULL);
 }
 
 static bool release_on_disk(const Service *s, const char *sha) {
@@ -212,12 +212,12 @@ static void cmd_rollback(Request *r) {
         if (!target)
                 return control_reply_error(r->client, "not_found", to ? "release %s is not on disk"
                                                                       : "no earlier good release on disk%s", strempty(to));
+        /* the pipeline marks what is current when it starts: a deploy running now
+         * may change that before the rollback gets its turn */
         reason = strdup_printf("rolled back by uid %u", (unsigned) r->peer->uid);
-        if (state_mark_bad(st, st->current, NULL, reason, now_usec(CLOCK_REALTIME)) < 0 ||
-            state_set(&st->pinned, NULL) < 0 || service_save_state(r->service) < 0)
+        if (!reason || state_set(&st->pinned, NULL) < 0 || service_save_state(r->service) < 0)
                 return control_reply_error(r->client, "failed", "cannot save the state of %s", r->service->name);
-        log_event(LOG_WARNING, LOG_MID_BAD, "%s: %s marked bad: %s", r->service->name, st->current, reason);
-        request_pipeline(r, PIPELINE_ROLLBACK, target);
+        request_pipeline(r, PIPELINE_ROLLBACK, target, reason);
 }
 
 static void set_flags(Request *r, bool paused, bool unpin) {

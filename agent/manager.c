@@ -470,11 +470,17 @@ int manager_new(const char *config_path, bool once, const char *only_service, Ma
 static void run_once(Manager *m) {
         for (size_t i = 0; i < m->n_services; i++)
                 m->once_pending++;
-        for (size_t i = 0; i < m->n_services; i++)
-                if (service_poll(m->services[i]) < 0) {
+        for (size_t i = 0; i < m->n_services; i++) {
+                Service *s = m->services[i];
+                unsigned seq = s->seq;
+                int r = service_poll(s);
+                if (r < 0)
                         m->once_failed++;
+                /* nothing started (paused, pinned): that service is done; one
+                 * that started and already ended has counted itself */
+                if (r < 0 || s->seq == seq)
                         m->once_pending--;
-                }
+        }
         if (m->once_pending == 0)
                 (void) sd_event_exit(m->event, m->once_failed ? 1 : 0);
 }

@@ -428,16 +428,21 @@ static void run_step(Pipeline *p, Step step) {
         /* rollback steps record the step that decides recovery: "rollback";
          * discovery leaves nothing to recover, and an idle poll writes nothing */
         r = step == STEP_DISCOVER ? 0 : set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
-        if (r >= 0)
-                r = manager_start_worker(s->manager, step_workers[step], job, s->cfg->step_timeout_usec,
-                                         on_progress, on_step_done, p, &p->worker);
+        if (r < 0) {
+                json_decref(job);
+                return fail(p, r, "cannot save the state");
+        }
+        service_set_activity(s, "%s %s", step_names[step], p->target.sha ?: "");
+        service_emit(s, step_names[step], 0, 0);
+        /* the last use of p here: a worker that cannot start ends the step
+         * (and may free p) before this returns */
+        r = manager_start_worker(s->manager, step_workers[step], job, s->cfg->step_timeout_usec,
+                                 on_progress, on_step_done, p, &p->worker);
         json_decref(job);
         if (r < 0) {
                 _cleanup_free_ char *msg = strdup_printf("%s: cannot start worker: %s", step_names[step], strerror(-r));
                 return fail(p, r, msg ?: "cannot start worker");
         }
-        service_set_activity(s, "%s %s", step_names[step], p->target.sha ?: "");
-        service_emit(s, step_names[step], 0, 0);
 }
 
 bool pipeline_needs_recovery(const ServiceState *st) {
@@ -469,7 +474,7 @@ static int start_recovery(Pipeline *p) {
 }
 
 /* An operator named the sha: no discovery, straight to what is missing. */
-static int start_operator(Pipeline *p, const char *sha) {
+static int start_operator(Pipeline *p, const char *sha, const char *reason) {
         Service *s = p->service;
         const ServiceConfig *c = s->cfg;
 
@@ -479,6 +484,14 @@ static int start_operator(Pipeline *p, const char *sha) {
             !(p->target.key = strdup_printf("%s%s%s", c->prefix, sha, c->suffix)))
                 return -ENOMEM;
         log_info("%s: %s of %s requested", s->name, p->kind == PIPELINE_ROLLBACK ? "rollback" : "deploy", sha);
+        /* what is current now, not when the request came: a deploy may have
+         * run in between */
+        if (p->kind == PIPELINE_ROLLBACK && s->state->current && !streq(s->state->current, sha)) {
+                log_event(LOG_WARNING, LOG_MID_BAD, "%s: %s marked bad: %s", s->name, s->state->current,
+                          strempty(reason));
+                if (state_mark_bad(s->state, s->state->current, NULL, reason ?: "rolled back", now_usec(CLOCK_REALTIME)) < 0)
+                        return -ENOMEM;
+        }
         if (streq_ptr(sha, s->state->current)) {
                 finish(p, 0);
                 return 0;
@@ -487,7 +500,7 @@ static int start_operator(Pipeline *p, const char *sha) {
         return 0;
 }
 
-int pipeline_start(Service *s, PipelineKind kind, const char *sha) {
+int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason) {
         Pipeline *p;
         int r;
 
@@ -505,7 +518,7 @@ int pipeline_start(Service *s, PipelineKind kind, const char *sha) {
                 run_step(p, STEP_DISCOVER);
                 return 0;
         }
-        r = kind == PIPELINE_RECOVER ? start_recovery(p) : start_operator(p, sha);
+        r = kind == PIPELINE_RECOVER ? start_recovery(p) : start_operator(p, sha, reason);
         if (r < 0) {
                 s->pipeline = NULL;
                 pipeline_free(p);

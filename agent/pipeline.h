@@ -25,8 +25,9 @@ typedef struct PipelineResult {
 } PipelineResult;
 
 /* Start a pipeline for s (which must be idle); sha is the target of
- * PIPELINE_DEPLOY and PIPELINE_ROLLBACK. Ends with service_pipeline_done(). */
-int pipeline_start(Service *s, PipelineKind kind, const char *sha);
+ * PIPELINE_DEPLOY and PIPELINE_ROLLBACK; a rollback marks the release
+ * current when it starts bad, for reason. Ends with service_pipeline_done(). */
+int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason);
 
 /* Stop the running worker; the pipeline then ends with an error. */
 void pipeline_stop(Pipeline *p);

@@ -115,6 +115,7 @@ Service *service_free(Service *s) {
         sd_event_source_disable_unref(s->timer);
         state_free(s->state);
         free(s->pending_sha);
+        free(s->pending_reason);
         free(s->saved_state);
         free(s->name);
         free(s);
@@ -185,12 +186,12 @@ int service_schedule(Service *s, uint64_t delay) {
         return sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
 }
 
-static int start(Service *s, PipelineKind kind, const char *sha) {
+static int start(Service *s, PipelineKind kind, const char *sha, const char *reason) {
         int r;
 
         s->seq++;
         s->last_poll_usec = now_usec(CLOCK_REALTIME);
-        r = pipeline_start(s, kind, sha);
+        r = pipeline_start(s, kind, sha, reason);
         if (r < 0)
                 log_error_errno(r, "%s: cannot start a deploy: %m", s->name);
         return r;
@@ -200,12 +201,12 @@ int service_poll(Service *s) {
         if (s->pipeline)
                 return -EBUSY;
         if (pipeline_needs_recovery(s->state))
-                return start(s, PIPELINE_RECOVER, NULL);
+                return start(s, PIPELINE_RECOVER, NULL, NULL);
         if (s->state->paused || s->state->pinned) {
                 log_debug("%s: %s; no automatic deploy", s->name, s->state->paused ? "paused" : "pinned");
                 return 0;
         }
-        return start(s, PIPELINE_AUTO, NULL);
+        return start(s, PIPELINE_AUTO, NULL, NULL);
 }
 
 unsigned service_request_seq(const Service *s) {
@@ -214,30 +215,30 @@ unsigned service_request_seq(const Service *s) {
         return s->seq + 1;
 }
 
-int service_request(Service *s, int kind, const char *sha) {
+int service_request(Service *s, int kind, const char *sha, const char *reason) {
         int r;
 
         if (s->pipeline || pipeline_needs_recovery(s->state)) {
                 if (s->pending_kind >= 0)
                         return -EBUSY;
-                if (sha && !(s->pending_sha = strdup(sha)))
+                if (state_set(&s->pending_sha, sha) < 0 || state_set(&s->pending_reason, reason) < 0)
                         return -ENOMEM;
                 s->pending_kind = kind;
                 return s->pipeline ? 0 : service_poll(s);
         }
-        r = start(s, (PipelineKind) kind, sha);
+        r = start(s, (PipelineKind) kind, sha, reason);
         return r < 0 ? r : 0;
 }
 
 /* The operator's request that waited for the pipeline that just ended. */
 static bool start_pending(Service *s) {
-        _cleanup_free_ char *sha = TAKE_PTR(s->pending_sha);
+        _cleanup_free_ char *sha = TAKE_PTR(s->pending_sha), *reason = TAKE_PTR(s->pending_reason);
         int kind = s->pending_kind;
 
         if (kind < 0)
                 return false;
         s->pending_kind = -1;
-        (void) start(s, (PipelineKind) kind, sha);
+        (void) start(s, (PipelineKind) kind, sha, reason);
         return true;
 }
 

@@ -37,6 +37,7 @@ typedef struct Service {
         char *saved_state;             /* state.json as last written */
         int pending_kind;              /* an operator's request waiting: PipelineKind, -1 none */
         char *pending_sha;
+        char *pending_reason;
 } Service;
 
 /* Resolve users, create directories, load state.json. */
@@ -55,10 +56,11 @@ uint64_t service_poll_delay(const Service *s);
  * started). A crash-interrupted activation is finished first, always. */
 int service_poll(Service *s);
 
-/* An operator's request (PipelineKind, with a sha for deploy/rollback):
+/* An operator's request (PipelineKind, with a sha for deploy/rollback; a
+ * rollback marks what is current when it starts bad, for reason):
  * started now, or after the running pipeline (or a crash recovery). -EBUSY
  * when another request already waits. */
-int service_request(Service *s, int kind, const char *sha);
+int service_request(Service *s, int kind, const char *sha, const char *reason);
 
 /* The number of the pipeline the next service_request() will run as. */
 unsigned service_request_seq(const Service *s);

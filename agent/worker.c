@@ -119,8 +119,15 @@ static int spawn(Worker *w) {
 
         if (worker_binary_open() < 0)
                 return -ENOEXEC;
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+        /* blocking for the worker (it waits for its job), non-blocking for us */
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return -errno;
+        if (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0) {
+                int r = -errno;
+                close(sv[0]);
+                close(sv[1]);
+                return r;
+        }
         /* vfork: no copy of the supervisor's page tables for a child that
          * only makes syscalls before it execs (its own fd table and signal
          * handlers, so resetting them there touches nothing of ours) */
