@@ -1,6 +1,7 @@
 """deploy-agent once against s3rver (behind the SigV4-verifying proxy):
 what an operator would notice on the host after each run."""
 
+import json
 import os
 import re
 import secrets
@@ -375,3 +376,18 @@ def test_static_credentials_with_session_token(agent):
     r = agent.once()
     assert r.returncode == 0, r.stderr
     assert agent.current_sha() == sha
+
+
+def test_once_on_a_paused_service_ends_and_changes_nothing(agent):
+    """A pause (kept in state.json, set by `deployctl pause`) stops automatic
+    deploys, `once` included: it must end at once, not wait forever."""
+    good = deploy_first(agent)
+    state_path = agent.state_dir / "app" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["paused"] = True
+    state_path.write_text(json.dumps(state))
+    agent.publish(new_sha(), app_files("2.0"))
+
+    r = agent.once(timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert agent.current_sha() == good
