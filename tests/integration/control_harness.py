@@ -25,6 +25,7 @@ import time
 import pytest
 
 import harness
+from harness import wait_until  # noqa: F401 (re-exported for the tests)
 
 DEPLOYCTL_BIN = pathlib.Path(os.environ.get("DEPLOYCTL_BIN", harness.REPO / "build" / "deployctl"))
 
@@ -34,18 +35,6 @@ SERVICE_DEFAULTS = {"restart_mode": "none"}
 
 # Exit codes of deployctl (DESIGN.md section 5).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_DENIED, EXIT_UNREACHABLE, EXIT_TIMEOUT = range(7)
-
-
-def wait_until(predicate, timeout, what, interval=0.05):
-    """predicate() until truthy (returned); TimeoutError naming what and the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
-        time.sleep(interval)
 
 
 def as_user(user, group=None, init_groups=False):

@@ -33,6 +33,7 @@ import tempfile
 import time
 
 import harness
+from harness import wait_until  # noqa: F401 (re-exported for the tests)
 import sample_service
 import systemd_sandbox
 
@@ -61,18 +62,6 @@ MID_BAD = "6d3c1b6e8f0e4d0f9a51c7a2b5e0d113"
 
 # Generous: the machine may be slow (2 cores, other test suites running).
 DEPLOY_TIMEOUT = 90.0
-
-
-def wait_until(predicate, timeout, what, interval=0.05):
-    """predicate() until truthy (returned); TimeoutError naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
-        time.sleep(interval)
 
 
 def http_get(port, path="/health", timeout=3):

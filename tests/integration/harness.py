@@ -46,6 +46,18 @@ def aws_cli():
     return found
 
 
+def wait_until(predicate, timeout, what, interval=0.05):
+    """predicate() until truthy (returned); TimeoutError naming `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
