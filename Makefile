@@ -18,7 +18,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 HARDEN  := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 OPT     ?= -O2 -g
 CFLAGS  ?=
-CFLAGS  += -std=gnu17 $(OPT) $(WARN) $(HARDEN) -Iagent -Iconfig \
+CFLAGS  += -std=gnu17 $(OPT) $(WARN) $(HARDEN) -Iagent -I. \
            $(shell pkg-config --cflags $(PKGS))
 # --as-needed: each binary records only the libraries it uses, so the
 # supervisor maps neither libcurl nor libarchive (nor OpenSSL behind them).
@@ -26,11 +26,11 @@ LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 LDLIBS  += $(shell pkg-config --libs $(PKGS))
 
 BUILD   ?= build
-MAIN_SRCS := agent/main.c agent/deployctl.c agent/worker-exe.c
-LIB_SRCS := $(filter-out $(MAIN_SRCS), $(wildcard agent/*.c)) \
+MAIN_SRCS := agent/supervisor/main.c agent/ctl/deployctl.c agent/worker/main.c
+LIB_SRCS := $(filter-out $(MAIN_SRCS), $(wildcard agent/*/*.c)) \
             $(wildcard config/*.c)
 LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRCS))
-UNIT_SRCS := $(wildcard tests/unit/test-*.c)
+UNIT_SRCS := $(wildcard tests/unit/*/test-*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 all: $(BUILD)/deploy-agent $(BUILD)/deploy-agent-worker $(BUILD)/deployctl
@@ -55,20 +55,20 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -I$(BUILD) -MMD -MP -c -o $@ $<
 
-$(BUILD)/agent/main.o $(BUILD)/agent/deployctl.o $(BUILD)/agent/control-commands.o: $(BUILD)/version.h
-$(BUILD)/agent/worker.o: $(BUILD)/paths.h
+$(BUILD)/agent/supervisor/main.o $(BUILD)/agent/ctl/deployctl.o $(BUILD)/agent/supervisor/control-commands.o: $(BUILD)/version.h
+$(BUILD)/agent/supervisor/worker-pool.o: $(BUILD)/paths.h
 
 $(BUILD)/libdeploy.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/deploy-agent: $(BUILD)/agent/main.o $(BUILD)/libdeploy.a
+$(BUILD)/deploy-agent: $(BUILD)/agent/supervisor/main.o $(BUILD)/libdeploy.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/deploy-agent-worker: $(BUILD)/agent/worker-exe.o $(BUILD)/libdeploy.a
+$(BUILD)/deploy-agent-worker: $(BUILD)/agent/worker/main.o $(BUILD)/libdeploy.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/deployctl: $(BUILD)/agent/deployctl.o $(BUILD)/libdeploy.a
+$(BUILD)/deployctl: $(BUILD)/agent/ctl/deployctl.o $(BUILD)/libdeploy.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdeploy.a

@@ -2,7 +2,7 @@
  * and their checks) share. Not for other modules. */
 #pragma once
 
-#include "config.h"
+#include "config/config.h"
 
 typedef enum SectionKind {
         SECTION_NONE,

@@ -11,8 +11,8 @@
 #include <ctype.h>
 #include <ini.h>
 
-#include "config-internal.h"
-#include "util.h"
+#include "config/config-internal.h"
+#include "common/util.h"
 
 #define SERVICES_MAX 256
 

@@ -3,8 +3,8 @@
 #define _GNU_SOURCE
 #include <syslog.h>
 
-#include "config-internal.h"
-#include "util.h"
+#include "config/config-internal.h"
+#include "common/util.h"
 
 static int set_string(char **field, const char *value) {
         char *s = NULL;

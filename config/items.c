@@ -6,9 +6,9 @@
 #include <stddef.h>
 #include <sys/un.h>
 
-#include "config-internal.h"
-#include "log.h"
-#include "util.h"
+#include "config/config-internal.h"
+#include "common/log.h"
+#include "common/util.h"
 
 #define MINUTE_USEC (60 * USEC_PER_SEC)
 #define S3_KEY_MAX 1024

@@ -5,8 +5,8 @@
 #include <inttypes.h>
 #include <strings.h>
 
-#include "config.h"
-#include "util.h"
+#include "config/config.h"
+#include "common/util.h"
 
 static const char *const s3_addressing_table[_S3_ADDRESSING_MAX] = {
         [S3_ADDRESSING_VIRTUAL] = "virtual",

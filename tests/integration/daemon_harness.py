@@ -52,7 +52,7 @@ SHIPPED_UNIT = REPO / "systemd" / "deploy-agent.service"
 AGENT = "deploy-agent.service"
 STATE_DIR = "/var/lib/deploy-agent"
 
-# MESSAGE_IDs of agent/log.h
+# MESSAGE_IDs of agent/common/log.h
 MID_STARTED = "6d3c1b6e8f0e4d0f9a51c7a2b5e0d101"
 MID_RELOADED = "6d3c1b6e8f0e4d0f9a51c7a2b5e0d103"
 MID_DEPLOYED = "6d3c1b6e8f0e4d0f9a51c7a2b5e0d110"

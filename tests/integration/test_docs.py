@@ -79,8 +79,8 @@ def test_every_config_key_is_documented(config_keys):
 
 
 def control_commands_in_source():
-    """The command table of agent/control-commands.c: name -> needs an admin."""
-    src = read("agent/control-commands.c")
+    """The command table of agent/supervisor/control-commands.c: name -> needs an admin."""
+    src = read("agent/supervisor/control-commands.c")
     table = src.split("static const Command commands[] = {", 1)[1].split("};", 1)[0]
     return {m.group(1): m.group(2) == "true"
             for m in re.finditer(r'\{\s*"([a-z]+)",\s*(true|false),', table)}
@@ -119,7 +119,7 @@ def test_every_deployctl_command_and_option_is_documented():
 
 def error_codes_in_source():
     codes = set()
-    for path in ("agent/control.c", "agent/control-commands.c"):
+    for path in ("agent/supervisor/control.c", "agent/supervisor/control-commands.c"):
         src = read(path)
         for m in re.finditer(r"control_reply_error\(\s*[\w>\-]+,\s*(.*?),\s*(?:name|to|k|\")", src, re.S):
             codes.update(re.findall(r'"([a-z_]+)"', m.group(1)))
@@ -137,7 +137,7 @@ def test_every_error_code_and_event_is_documented():
     for code in codes:
         assert f"| `{code}` |" in table, f"protocol.md's error table lacks {code}"
     # deployctl's own codes for --json
-    for code in re.findall(r'transport_error\(ctl, \w+, "([a-z_]+)"', read("agent/deployctl.c")):
+    for code in re.findall(r'transport_error\(ctl, \w+, "([a-z_]+)"', read("agent/ctl/deployctl.c")):
         assert f"`{code}`" in table, code
     for event in ("step", "progress"):
         assert f"| `{event}` |" in proto
@@ -157,12 +157,12 @@ def test_deploy_agent_commands_options_signals_and_journal_fields_are_documented
         assert man_mentions(man, opt), f"deploy-agent(8) lacks {opt}"
     for sig in ("SIGTERM", "SIGINT", "SIGHUP", "SIGKILL"):
         assert sig in man
-    log_h = read("agent/log.h")
+    log_h = read("agent/common/log.h")
     for name, mid in re.findall(r"#define (LOG_MID_\w+)\s+\"([0-9a-f]{32})\"", log_h):
         assert mid in man, f"deploy-agent(8) lacks {name} {mid}"
     for field in ("DEPLOY_SERVICE=", "DEPLOY_SHA=", "DEPLOY_STEP=", "MESSAGE_ID="):
         assert field in man, field
-    for code in re.findall(r"EXIT_\w+ = (\d)", read("agent/main.c")):
+    for code in re.findall(r"EXIT_\w+ = (\d)", read("agent/supervisor/main.c")):
         assert re.search(rf"^\.TP\n\.B {code}\n", man, re.M), f"deploy-agent(8) lacks exit status {code}"
 
 

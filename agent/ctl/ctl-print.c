@@ -1,0 +1,120 @@
+/* ctl-print.c: how deployctl shows answers. */
+#define _GNU_SOURCE
+#include "ctl/ctl-print.h"
+
+#include "protocol/job.h"
+#include "common/util.h"
+
+static bool progress_shown;
+
+int ctl_exit_code(json_t *res) {
+        static const struct { const char *code; int exit; } map[] = {
+                { "unknown_service", CTL_EXIT_UNKNOWN }, { "not_deployed", CTL_EXIT_UNKNOWN },
+                { "permission_denied", CTL_EXIT_DENIED }, { "bad_request", CTL_EXIT_USAGE },
+                { "unknown_command", CTL_EXIT_USAGE }, { "too_large", CTL_EXIT_USAGE },
+        };
+        const char *code = job_string(json_object_get(res, "error"), "code");
+
+        if (job_bool(res, "ok", false))
+                return CTL_EXIT_OK;
+        for (size_t i = 0; code && i < ELEMENTSOF(map); i++)
+                if (streq(map[i].code, code))
+                        return map[i].exit;
+        return CTL_EXIT_FAILED;
+}
+
+void ctl_print_json(json_t *res) {
+        if (!json_object_get(res, "changed"))
+                json_object_set_new(res, "changed", json_false());
+        json_dumpf(res, stdout, JSON_COMPACT | JSON_SORT_KEYS);
+        fputc('\n', stdout);
+}
+
+void ctl_print_error(json_t *res) {
+        const char *msg = job_string(json_object_get(res, "error"), "message");
+
+        fprintf(stderr, "deployctl: %s\n", msg ?: "the agent refused without a reason");
+}
+
+void ctl_print_progress(json_t *ev) {
+        const char *service = job_string(ev, "service"), *step = job_string(ev, "step");
+        uint64_t bytes = job_uint64(ev, "bytes", 0), total = job_uint64(ev, "total", 0);
+
+        if (!ev) {
+                if (progress_shown)
+                        fputs("\r\033[K", stderr);
+                progress_shown = false;
+                return;
+        }
+        if (total > 0)
+                fprintf(stderr, "\r\033[K%s: %s %llu%% (%.1f of %.1f MiB)", strempty(service), strempty(step),
+                        (unsigned long long) (bytes * 100 / total), bytes / 1048576.0, total / 1048576.0);
+        else
+                fprintf(stderr, "\r\033[K%s: %s", strempty(service), strempty(step));
+        progress_shown = true;
+}
+
+static const char *short_sha(const char *sha, char buf[static 13]) {
+        snprintf(buf, 13, "%.12s", sha ? sha : "nothing");
+        return buf;
+}
+
+void ctl_print_change(json_t *res) {
+        const char *service = strempty(job_string(res, "service"));
+        char a[13], b[13];
+
+        if (json_object_get(res, "paused"))
+                printf("%s: %s%s\n", service, job_bool(res, "changed", false) ? "" : "already ",
+                       job_bool(res, "paused", false) ? "paused" : "resumed");
+        else if (job_bool(res, "accepted", false))
+                printf("%s: accepted; follow it with 'deployctl status %s'\n", service, service);
+        else if (job_bool(res, "changed", false))
+                printf("%s: now at %s (was %s)\n", service, short_sha(job_string(res, "sha"), a),
+                       short_sha(job_string(res, "previous"), b));
+        else
+                printf("%s: unchanged, at %s\n", service, short_sha(job_string(res, "sha"), a));
+}
+
+void ctl_print_version(json_t *res) {
+        printf("%s\n", strempty(job_string(res, "sha")));
+}
+
+static void print_service(json_t *s) {
+        json_t *bad = json_object_get(s, "bad"), *b;
+        char a[13], p[13];
+        size_t i;
+
+        printf("%s\n  current  %s  since %s\n  previous %s\n  state    %s%s%s\n", strempty(job_string(s, "name")),
+               short_sha(job_string(s, "current"), a), job_string(s, "since") ?: "-",
+               short_sha(job_string(s, "previous"), p), strempty(job_string(s, "activity")),
+               job_bool(s, "paused", false) ? ", paused" : "", job_string(s, "pinned") ? ", pinned" : "");
+        printf("  polled   %s\n", job_string(s, "last_poll") ?: "never");
+        if (job_string(s, "last_error"))
+                printf("  error    %s\n", job_string(s, "last_error"));
+        json_array_foreach(bad, i, b)
+                printf("  bad      %s  %s\n", short_sha(job_string(b, "sha"), a), strempty(job_string(b, "reason")));
+}
+
+void ctl_print_status(json_t *res) {
+        json_t *agent = json_object_get(res, "agent"), *services = json_object_get(res, "services"), *s;
+        uint64_t up = job_uint64(agent, "uptime_sec", 0);
+        size_t i;
+
+        printf("deploy-agent %s, pid %lld, up %llud %02lluh%02llum\n", strempty(job_string(agent, "version")),
+               (long long) job_uint64(agent, "pid", 0), (unsigned long long) (up / 86400),
+               (unsigned long long) (up / 3600 % 24), (unsigned long long) (up / 60 % 60));
+        json_array_foreach(services, i, s)
+                print_service(s);
+}
+
+void ctl_print_history(json_t *res) {
+        json_t *h = json_object_get(res, "history"), *e;
+        char a[13], p[13];
+        size_t i;
+
+        json_array_foreach(h, i, e)
+                printf("%s  %-11s %s  (was %s)%s%s\n", strempty(job_string(e, "when")),
+                       strempty(job_string(e, "outcome")), short_sha(job_string(e, "sha"), a),
+                       short_sha(job_string(e, "previous"), p), job_string(e, "message") ? "  " : "",
+                       strempty(job_string(e, "message")));
+}

@@ -1,0 +1,533 @@
+/* pipeline.c: the supervisor's side of one deploy. It builds each step's
+ * job from the config, runs it in a worker, moves to the next step when
+ * the worker reports, and records every step in state.json before it
+ * runs. It never touches the artifact's bytes itself. */
+#define _GNU_SOURCE
+#include "supervisor/pipeline.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "common/fs-util.h"
+#include "protocol/job.h"
+#include "common/log.h"
+#include "supervisor/manager.h"
+#include "supervisor/pipeline-jobs.h"
+#include "common/util.h"
+#include "supervisor/worker-pool.h"
+
+typedef enum Step {
+        STEP_DISCOVER,
+        STEP_FETCH,
+        STEP_UNPACK,
+        STEP_ACTIVATE,
+        STEP_RESTART,
+        STEP_ROLLBACK,                 /* activate the previous release again */
+        STEP_ROLLBACK_RESTART,
+        STEP_PRUNE,
+        _STEP_MAX,
+} Step;
+
+static const char *const step_names[_STEP_MAX] = {
+        [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
+        [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart", [STEP_ROLLBACK] = "rollback",
+        [STEP_ROLLBACK_RESTART] = "rollback-restart", [STEP_PRUNE] = "prune",
+};
+
+/* The worker program each step runs. */
+static const char *const step_workers[_STEP_MAX] = {
+        [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
+        [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart", [STEP_ROLLBACK] = "activate",
+        [STEP_ROLLBACK_RESTART] = "restart", [STEP_PRUNE] = "prune",
+};
+
+struct Pipeline {
+        Service *service;
+        PipelineKind kind;
+        Step step;
+        Worker *worker;
+        Target target;                 /* the build being deployed */
+        char *previous;                /* what was current before the swap */
+        char *failure;                 /* why the new build failed after the swap */
+        char *archive;                 /* the verified download */
+        char *initial;                 /* current when the pipeline started */
+        uint64_t progress_mark;
+        bool stopped;                  /* the agent is shutting down */
+};
+
+static void run_step(Pipeline *p, Step step);
+
+const char *pipeline_step_name(const Pipeline *p) {
+        return step_names[p->step];
+}
+
+static Pipeline *pipeline_free(Pipeline *p) {
+        pipeline_target_done(&p->target);
+        free(p->previous);
+        free(p->failure);
+        free(p->archive);
+        free(p->initial);
+        free(p);
+        return NULL;
+}
+
+static int set_in_flight(Pipeline *p, const char *step) {
+        ServiceState *st = p->service->state;
+
+        if (state_set(&st->in_flight_step, step) < 0 ||
+            state_set(&st->in_flight_sha, step ? p->target.sha : NULL) < 0 ||
+            state_set(&st->in_flight_previous, step ? p->previous : NULL) < 0 ||
+            state_set(&st->in_flight_etag, step ? p->target.etag : NULL) < 0)
+                return -ENOMEM;
+        return service_save_state(p->service);
+}
+
+/* Hand the result to the service (which may start the next pipeline or,
+ * after a reload, be freed), then free p. */
+static void end(Pipeline *p, int r, bool keep_in_flight) {
+        Service *s = p->service;
+        PipelineResult res = {
+                .r = r,
+                .changed = !streq_ptr(p->initial, s->state->current),
+                .sha = s->state->current,
+                .previous = p->initial,
+                .error = r < 0 ? s->state->last_error : NULL,
+        };
+
+        /* deploy --sha pins the service there, once the build runs */
+        if (p->kind == PIPELINE_DEPLOY && r >= 0)
+                (void) state_set(&s->state->pinned, p->target.sha);
+        if (!keep_in_flight)
+                (void) set_in_flight(p, NULL);
+        s->pipeline = NULL;
+        log_set_context(NULL, NULL, NULL); /* the context points into p and s */
+        service_pipeline_done(s, &res);
+        pipeline_free(p);
+}
+
+static void finish(Pipeline *p, int r) {
+        end(p, r, false);
+}
+
+static void fail(Pipeline *p, int r, const char *error) {
+        Service *s = p->service;
+
+        log_event(LOG_ERR, LOG_MID_FAILED, "%s: %s", s->name, error);
+        (void) state_set(&s->state->last_error, error);
+        finish(p, r < 0 ? r : -EIO);
+}
+
+static void remember_pointer(Pipeline *p);
+
+static void mark_bad(Pipeline *p, const char *reason, const char *outcome) {
+        ServiceState *st = p->service->state;
+        uint64_t now = now_usec(CLOCK_REALTIME);
+
+        remember_pointer(p);
+        log_event(LOG_ERR, LOG_MID_BAD, "%s: marking %s bad: %s", p->service->name, p->target.sha, reason);
+        (void) state_mark_bad(st, p->target.sha, p->target.etag, reason, now);
+        (void) state_add_history(st, p->target.sha, p->previous, outcome, reason, now);
+}
+
+/* ---- step results ---- */
+
+static void on_progress(uint64_t bytes, uint64_t total, void *userdata) {
+        Pipeline *p = userdata;
+        uint64_t quarter;
+
+        if (total == 0)
+                return;
+        service_set_activity(p->service, "fetching %s (%llu%%)", p->target.sha,
+                             (unsigned long long) (bytes * 100 / total));
+        service_emit(p->service, "fetch", bytes, total);
+        quarter = bytes * 4 / total;
+        if (quarter > p->progress_mark) {
+                p->progress_mark = quarter;
+                log_info("%s: fetch: %llu of %llu bytes (%llu%%)", p->service->name, (unsigned long long) bytes,
+                         (unsigned long long) total, (unsigned long long) (bytes * 100 / total));
+        }
+}
+
+static bool release_exists(const Pipeline *p) {
+        _cleanup_free_ char *path = strdup_printf("%s/%s", p->service->releases_dir, p->target.sha);
+        struct stat st;
+
+        return path && stat(path, &st) >= 0 && S_ISDIR(st.st_mode);
+}
+
+static bool needs_restart(const ServiceConfig *c) {
+        return (c->unit && c->restart_mode != RESTART_NONE) || c->health_url || c->health_command;
+}
+
+/* The pointer's ETag is kept only once the build it names is settled
+ * (deployed, current, or bad): until then a 304 must not end the retries. */
+static void remember_pointer(Pipeline *p) {
+        if (p->target.pointer_etag)
+                (void) state_set(&p->service->state->pointer_etag, p->target.pointer_etag);
+}
+
+/* 1: deploy the target; 0: nothing to do (logged why). */
+static int should_deploy(Pipeline *p) {
+        Service *s = p->service;
+        const BadRelease *bad;
+
+        if (streq_ptr(p->target.sha, s->state->current)) {
+                log_debug("%s: %s is already current", s->name, p->target.sha);
+                return 0;
+        }
+        bad = state_find_bad(s->state, p->target.sha, p->target.etag);
+        if (bad) {
+                log_info("%s: newest build %s is marked bad (%s); staying on %s", s->name, p->target.sha,
+                         strempty(bad->reason), s->state->current ?: "nothing");
+                return 0;
+        }
+        if (p->target.last_modified_usec + s->cfg->min_age_usec > now_usec(CLOCK_REALTIME)) {
+                log_info("%s: %s is younger than min_age; not ready yet", s->name, p->target.sha);
+                return 0;
+        }
+        return 1;
+}
+
+static void on_discovered(Pipeline *p, json_t *res) {
+        Service *s = p->service;
+        int r;
+
+        r = pipeline_target_from_result(res, &p->target);
+        if (r < 0)
+                return fail(p, r, "discover: invalid result from worker");
+        /* from here on the messages are about that build: journalctl DEPLOY_SHA= finds them */
+        log_set_context(s->name, p->target.sha, step_names[p->step]);
+        if (job_bool(res, "not_modified", false))
+                return log_debug("%s: pointer unchanged", s->name), finish(p, 0);
+        if (!p->target.sha) {
+                if (s->state->current)
+                        return log_info("%s: no build under s3://%s/%s; staying on %s", s->name, s->cfg->bucket,
+                                        s->cfg->prefix, s->state->current), finish(p, 0);
+                return fail(p, -ENOENT, "no build published yet under the configured bucket and prefix");
+        }
+        log_info("%s: discover: newest is %s (s3://%s/%s)", s->name, p->target.sha, s->cfg->bucket, p->target.key);
+        if (should_deploy(p) == 0) {
+                if (streq_ptr(p->target.sha, s->state->current) || state_find_bad(s->state, p->target.sha, p->target.etag))
+                        remember_pointer(p); /* settled: the next poll may be a 304 */
+                return finish(p, s->state->current ? 0 : -ENOENT);
+        }
+        if (state_set(&p->previous, s->state->current) < 0)
+                return fail(p, -ENOMEM, "out of memory");
+        run_step(p, release_exists(p) ? STEP_ACTIVATE : STEP_FETCH);
+}
+
+static void on_fetched(Pipeline *p, json_t *res) {
+        if (!job_string(res, "path"))
+                return fail(p, -EPROTO, "fetch: worker returned no path");
+        log_info("%s: fetch: %s, %lld bytes, sha256 %s verified", p->service->name, p->target.key,
+                 (long long) job_uint64(res, "size", 0), strempty(job_string(res, "sha256")));
+        free(p->archive);
+        p->archive = strdup(job_string(res, "path"));
+        if (!p->archive)
+                return fail(p, -ENOMEM, "out of memory");
+        run_step(p, STEP_UNPACK);
+}
+
+static void on_unpacked(Pipeline *p, json_t *res) {
+        log_info("%s: unpack: %s (%llu entries, %llu bytes)", p->service->name, strempty(job_string(res, "release")),
+                 (unsigned long long) job_uint64(res, "entries", 0), (unsigned long long) job_uint64(res, "bytes", 0));
+        run_step(p, STEP_ACTIVATE);
+}
+
+/* The new build runs (and, where configured, proved healthy). */
+static void deployed(Pipeline *p) {
+        Service *s = p->service;
+
+        log_event(LOG_INFO, LOG_MID_DEPLOYED, "%s: deployed %s (was %s)", s->name, p->target.sha,
+                  p->previous ?: "nothing");
+        remember_pointer(p);
+        (void) state_set(&s->state->last_error, NULL);
+        (void) state_add_history(s->state, p->target.sha, p->previous, "deployed",
+                                 p->kind == PIPELINE_ROLLBACK ? "rollback by an operator" :
+                                 p->kind == PIPELINE_DEPLOY ? "deploy by an operator" : NULL,
+                                 now_usec(CLOCK_REALTIME));
+        if (p->kind == PIPELINE_DEPLOY)
+                state_unmark_bad(s->state, p->target.sha); /* an operator's word overrides it */
+        run_step(p, STEP_PRUNE);
+}
+
+static void on_activated(Pipeline *p, json_t *res) {
+        Service *s = p->service;
+
+        log_info("%s: activate: current -> releases/%s (was %s)", s->name, p->target.sha, p->previous ?: "nothing");
+        if (job_string(res, "warning"))
+                log_warning("%s: %s", s->name, job_string(res, "warning"));
+        if (state_set(&s->state->current, p->target.sha) < 0 || state_set(&s->state->previous, p->previous) < 0)
+                return fail(p, -ENOMEM, "out of memory");
+        if (needs_restart(s->cfg))
+                return run_step(p, STEP_RESTART);
+        deployed(p);
+}
+
+static void on_restarted(Pipeline *p, json_t *res) {
+        log_info("%s: %s is healthy (%s)", p->service->name, p->target.sha, strempty(job_string(res, "detail")));
+        deployed(p);
+}
+
+/* The new build failed after the swap: go back, or stay and say so. */
+static void after_swap_failed(Pipeline *p, const char *error) {
+        Service *s = p->service;
+
+        free(p->failure);
+        p->failure = strdup(error);
+        if (!p->failure)
+                return fail(p, -ENOMEM, "out of memory");
+        log_error("%s: %s", s->name, error);
+        if (p->kind == PIPELINE_ROLLBACK)
+                return fail(p, -EIO, "the release rolled back to is not healthy either");
+        if (p->previous && state_find_bad(s->state, p->previous, NULL))
+                p->previous = mfree(p->previous); /* never go back to a build known bad */
+        if (!s->cfg->auto_rollback || !p->previous) {
+                mark_bad(p, error, "failed");
+                return fail(p, -EIO, !p->previous ? "no previous release to roll back to"
+                                                  : "auto_rollback = no: leaving the failed release active");
+        }
+        log_event(LOG_WARNING, LOG_MID_ROLLBACK, "%s: rolling back from %s to %s", s->name, p->target.sha,
+                  p->previous);
+        run_step(p, STEP_ROLLBACK);
+}
+
+static void rolled_back(Pipeline *p) {
+        _cleanup_free_ char *msg = strdup_printf("rolled back to %s: %s", p->previous, strempty(p->failure));
+
+        mark_bad(p, p->failure ?: "failed after activation", "rolled-back");
+        fail(p, -EIO, msg ?: "rolled back");
+}
+
+static void on_rolled_back(Pipeline *p, json_t *res) {
+        Service *s = p->service;
+
+        log_info("%s: rollback: current -> releases/%s", s->name, p->previous);
+        if (state_set(&s->state->current, p->previous) < 0 || state_set(&s->state->previous, p->target.sha) < 0)
+                return fail(p, -ENOMEM, "out of memory");
+        if (needs_restart(s->cfg))
+                return run_step(p, STEP_ROLLBACK_RESTART);
+        rolled_back(p);
+}
+
+static void on_rollback_restarted(Pipeline *p, json_t *res) {
+        log_info("%s: %s is healthy again after the rollback", p->service->name, p->previous);
+        rolled_back(p);
+}
+
+static void on_pruned(Pipeline *p, json_t *res) {
+        size_t n = json_array_size(json_object_get(res, "removed"));
+
+        if (n > 0)
+                log_info("%s: prune: removed %zu old release%s", p->service->name, n, n == 1 ? "" : "s");
+        finish(p, p->failure ? -EIO : 0);
+}
+
+/* The restart worker ended without a verdict (killed, crashed, timed out):
+ * that says nothing about the release, so it is not marked bad. The
+ * in-flight record stays: the next poll checks the release again, as after
+ * a crash of the agent, and keeps it or rolls it back. */
+static void restart_unfinished(Pipeline *p, const char *error) {
+        Service *s = p->service;
+
+        log_event(LOG_ERR, LOG_MID_FAILED, "%s: %s; checking %s again at the next poll", s->name, error,
+                  p->target.sha);
+        (void) state_set(&s->state->last_error, error);
+        end(p, -EIO, true);
+}
+
+/* A step failed: what that means depends on where we are. */
+static void on_step_failed(Pipeline *p, const WorkerOutcome *o) {
+        const char *error = o->error ?: "failed";
+
+        switch (p->step) {
+        case STEP_FETCH:
+        case STEP_UNPACK:
+                if (o->bad)
+                        mark_bad(p, error, "rejected");
+                return fail(p, -EIO, error);
+        case STEP_RESTART:
+                if (!o->result)
+                        return restart_unfinished(p, error);
+                return after_swap_failed(p, error);
+        case STEP_ROLLBACK:
+        case STEP_ROLLBACK_RESTART:
+                mark_bad(p, p->failure ?: error, "rolled-back");
+                return fail(p, -EIO, error);
+        case STEP_PRUNE:
+                log_warning("%s: %s", p->service->name, error); /* a full disk later beats a failed deploy now */
+                return finish(p, p->failure ? -EIO : 0);
+        default:
+                return fail(p, -EIO, error);
+        }
+}
+
+/* Shutting down: leave the in-flight record for the next start. */
+static void abandon(Pipeline *p) {
+        Service *s = p->service;
+
+        log_info("%s: stopped during %s", s->name, step_names[p->step]);
+        (void) state_set(&s->state->last_error, "stopped: the agent is shutting down");
+        end(p, -ECANCELED, true);
+}
+
+static void on_step_done(WorkerOutcome *o, void *userdata) {
+        Pipeline *p = userdata;
+        json_t *res = o->result;
+
+        p->worker = NULL;
+        log_set_context(p->service->name, p->target.sha, step_names[p->step]);
+        if (p->stopped)
+                return abandon(p);
+        log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms", p->service->name, step_workers[p->step],
+                  (unsigned long long) o->max_rss_kib, (unsigned long long) (o->cpu_usec / USEC_PER_MSEC));
+        if (!o->ok)
+                return on_step_failed(p, o);
+        switch (p->step) {
+        case STEP_DISCOVER: return on_discovered(p, res);
+        case STEP_FETCH: return on_fetched(p, res);
+        case STEP_UNPACK: return on_unpacked(p, res);
+        case STEP_ACTIVATE: return on_activated(p, res);
+        case STEP_RESTART: return on_restarted(p, res);
+        case STEP_ROLLBACK: return on_rolled_back(p, res);
+        case STEP_ROLLBACK_RESTART: return on_rollback_restarted(p, res);
+        case STEP_PRUNE: return on_pruned(p, res);
+        default: abort();
+        }
+}
+
+/* ---- running steps ---- */
+
+static json_t *build_job(Pipeline *p, Step step) {
+        Service *s = p->service;
+
+        switch (step) {
+        case STEP_DISCOVER: return pipeline_job_discover(s);
+        case STEP_FETCH: return pipeline_job_fetch(s, &p->target);
+        case STEP_UNPACK: return pipeline_job_unpack(s, p->target.sha, p->archive);
+        case STEP_ACTIVATE: return pipeline_job_activate(s, p->target.sha);
+        case STEP_ROLLBACK: return pipeline_job_activate(s, p->previous);
+        case STEP_RESTART: return pipeline_job_restart(s, p->target.sha);
+        case STEP_ROLLBACK_RESTART: return pipeline_job_restart(s, p->previous);
+        case STEP_PRUNE: return pipeline_job_prune(s);
+        default: abort();
+        }
+}
+
+static void run_step(Pipeline *p, Step step) {
+        Service *s = p->service;
+        json_t *job;
+        int r;
+
+        p->step = step;
+        p->progress_mark = 0;
+        log_set_context(s->name, p->target.sha, step_names[step]);
+        job = build_job(p, step);
+        if (!job)
+                return fail(p, -ENOMEM, "building a job: out of memory");
+        /* rollback steps record the step that decides recovery: "rollback";
+         * discovery leaves nothing to recover, and an idle poll writes nothing */
+        r = step == STEP_DISCOVER ? 0 : set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
+        if (r < 0) {
+                json_decref(job);
+                return fail(p, r, "cannot save the state");
+        }
+        service_set_activity(s, "%s %s", step_names[step], p->target.sha ?: "");
+        service_emit(s, step_names[step], 0, 0);
+        /* the last use of p here: a worker that cannot start ends the step
+         * (and may free p) before this returns */
+        r = manager_start_worker(s->manager, step_workers[step], job, s->cfg->step_timeout_usec,
+                                 on_progress, on_step_done, p, &p->worker);
+        json_decref(job);
+        if (r < 0) {
+                _cleanup_free_ char *msg = strdup_printf("%s: cannot start worker: %s", step_names[step], strerror(-r));
+                return fail(p, r, msg ?: "cannot start worker");
+        }
+}
+
+bool pipeline_needs_recovery(const ServiceState *st) {
+        if (!st->in_flight_step || !st->in_flight_sha)
+                return false;
+        if (streq(st->in_flight_step, "rollback"))
+                return st->in_flight_previous != NULL;
+        /* swapped but not yet proven healthy */
+        return (streq(st->in_flight_step, "activate") || streq(st->in_flight_step, "restart")) &&
+               streq_ptr(st->current, st->in_flight_sha);
+}
+
+static int start_recovery(Pipeline *p) {
+        ServiceState *st = p->service->state;
+        bool rolling_back = streq(st->in_flight_step, "rollback");
+
+        if (state_set(&p->target.sha, st->in_flight_sha) < 0 || state_set(&p->previous, st->in_flight_previous) < 0 ||
+            state_set(&p->target.etag, st->in_flight_etag) < 0)
+                return -ENOMEM;
+        log_set_context(p->service->name, p->target.sha, NULL); /* journalctl DEPLOY_SERVICE= finds it */
+        log_warning("%s: the agent stopped during %s of %s; %s", p->service->name, st->in_flight_step,
+                    p->target.sha, rolling_back ? "finishing the rollback" : "checking it again");
+        if (rolling_back) {
+                p->failure = strdup("interrupted during its rollback");
+                run_step(p, STEP_ROLLBACK);
+        } else
+                run_step(p, needs_restart(p->service->cfg) ? STEP_RESTART : STEP_PRUNE);
+        return 0;
+}
+
+/* An operator named the sha: no discovery, straight to what is missing. */
+static int start_operator(Pipeline *p, const char *sha, const char *reason) {
+        Service *s = p->service;
+        const ServiceConfig *c = s->cfg;
+
+        if (!sha_is_valid(sha))
+                return -EINVAL;
+        if (state_set(&p->target.sha, sha) < 0 || state_set(&p->previous, s->state->current) < 0 ||
+            !(p->target.key = strdup_printf("%s%s%s", c->prefix, sha, c->suffix)))
+                return -ENOMEM;
+        log_info("%s: %s of %s requested", s->name, p->kind == PIPELINE_ROLLBACK ? "rollback" : "deploy", sha);
+        /* what is current now, not when the request came: a deploy may have
+         * run in between */
+        if (p->kind == PIPELINE_ROLLBACK && s->state->current && !streq(s->state->current, sha)) {
+                log_event(LOG_WARNING, LOG_MID_BAD, "%s: %s marked bad: %s", s->name, s->state->current,
+                          strempty(reason));
+                if (state_mark_bad(s->state, s->state->current, NULL, reason ?: "rolled back", now_usec(CLOCK_REALTIME)) < 0)
+                        return -ENOMEM;
+        }
+        if (streq_ptr(sha, s->state->current)) {
+                finish(p, 0);
+                return 0;
+        }
+        run_step(p, p->kind == PIPELINE_ROLLBACK || release_exists(p) ? STEP_ACTIVATE : STEP_FETCH);
+        return 0;
+}
+
+int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason) {
+        Pipeline *p;
+        int r;
+
+        if (s->pipeline)
+                return -EBUSY;
+        p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        p->service = s;
+        p->kind = kind;
+        if (state_set(&p->initial, s->state->current) < 0)
+                return pipeline_free(p), -ENOMEM;
+        s->pipeline = p;
+        if (kind == PIPELINE_AUTO) {
+                run_step(p, STEP_DISCOVER);
+                return 0;
+        }
+        r = kind == PIPELINE_RECOVER ? start_recovery(p) : start_operator(p, sha, reason);
+        if (r < 0) {
+                s->pipeline = NULL;
+                pipeline_free(p);
+        }
+        return r;
+}
+
+void pipeline_stop(Pipeline *p) {
+        p->stopped = true;
+        if (p->worker)
+                worker_stop(p->worker);
+}

@@ -1,0 +1,373 @@
+/* worker-pool.c: supervisor side of a step. Forks, execs /proc/self/exe
+ * --worker STEP with a SOCK_SEQPACKET socket on fd 3, sends the job, then
+ * follows the worker on the event loop: its messages on the socket, its
+ * exit through a pidfd, its deadline on a timer. Every way a worker can
+ * fail (crash, timeout, garbage, silence) becomes one explained error. */
+#define _GNU_SOURCE
+#include "supervisor/worker-pool.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "protocol/job.h"
+#include "common/log.h"
+#include "paths.h"
+#include "common/util.h"
+
+#define WORKER_KILL_GRACE_USEC (2 * USEC_PER_SEC)
+#define WORKER_EXE_FD (WORKER_FD + 1)
+
+
+static int worker_exe_fd = -1;
+
+static int open_beside_self(void) {
+        char self[PATH_MAX], *slash;
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 32);
+
+        if (n < 0)
+                return -errno;
+        self[n] = '\0';
+        slash = strrchr(self, '/');
+        if (!slash)
+                return -ENOENT;
+        strcpy(slash + 1, "deploy-agent-worker");
+        int fd = open(self, O_PATH | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+int worker_binary_open(void) {
+        int fd;
+
+        if (worker_exe_fd >= 0)
+                return 0;
+        fd = open_beside_self();
+        if (fd < 0)
+                fd = open(LIBEXECDIR "/deploy-agent-worker", O_PATH | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        worker_exe_fd = fd;
+        return 0;
+}
+
+int worker_binary_exec(char **argv) {
+        int r = worker_binary_open();
+
+        if (r < 0)
+                return r;
+        execveat(worker_exe_fd, "", argv, environ, AT_EMPTY_PATH);
+        return -errno;
+}
+
+struct Worker {
+        char *step;
+        pid_t pid;
+        int fd;                        /* our end of the socket, -1 after EOF */
+        int pidfd;
+        sd_event_source *io_source, *exit_source, *timer_source;
+        uint64_t timeout_usec;
+        worker_progress_cb progress;
+        worker_done_cb done;
+        void *userdata;
+        json_t *result;
+        char *error;                   /* first reason it failed */
+        bool stopping;                 /* SIGTERM sent; SIGKILL next */
+        int status;
+        struct rusage usage;
+};
+
+static void reset_signals(void) {
+        struct sigaction sa = { .sa_handler = SIG_DFL };
+        sigset_t none;
+
+        for (int sig = 1; sig < _NSIG; sig++)
+                (void) sigaction(sig, &sa, NULL);
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* In the vfork child until exec: syscalls only, nothing that writes memory
+ * the supervisor owns (the stack below our caller's frame is ours). */
+_Noreturn static void exec_worker(const char *step, int fd, pid_t parent) {
+        char *argv[] = { (char *) "deploy-agent-worker", (char *) "--worker", (char *) step, NULL };
+
+        (void) setpgid(0, 0);
+        reset_signals();
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                _exit(127);
+        if (fd == WORKER_FD) {
+                if (fcntl(fd, F_SETFD, 0) < 0)
+                        _exit(127);
+        } else if (dup2(fd, WORKER_FD) < 0)
+                _exit(127);
+        if (dup2(worker_exe_fd, WORKER_EXE_FD) < 0 || fcntl(WORKER_EXE_FD, F_SETFD, FD_CLOEXEC) < 0)
+                _exit(127);
+        if (close_range(WORKER_EXE_FD + 1, ~0U, 0) < 0)
+                _exit(127);
+        execveat(WORKER_EXE_FD, "", argv, environ, AT_EMPTY_PATH);
+        _exit(127);
+}
+
+static int spawn(Worker *w) {
+        int sv[2];
+        pid_t parent = getpid();
+
+        if (worker_binary_open() < 0)
+                return -ENOEXEC;
+        /* blocking for the worker (it waits for its job), non-blocking for us */
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        if (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0) {
+                int r = -errno;
+                close(sv[0]);
+                close(sv[1]);
+                return r;
+        }
+        /* vfork: no copy of the supervisor's page tables for a child that
+         * only makes syscalls before it execs (its own fd table and signal
+         * handlers, so resetting them there touches nothing of ours) */
+        pid_t pid = vfork();
+        if (pid < 0) {
+                int r = -errno;
+                close(sv[0]);
+                close(sv[1]);
+                return r;
+        }
+        if (pid == 0)
+                exec_worker(w->step, sv[1], parent);
+        w->pid = pid;
+        (void) setpgid(w->pid, w->pid); /* also done by the child: no race either way */
+        close(sv[1]);
+        w->fd = sv[0];
+        w->pidfd = pidfd_open(w->pid, 0);
+        if (w->pidfd < 0) {
+                int r = -errno;
+                (void) kill(-w->pid, SIGKILL);
+                (void) waitpid(w->pid, NULL, 0);
+                return r;
+        }
+        return 0;
+}
+
+static void fail(Worker *w, const char *fmt, ...) _printf_(2, 3);
+static void fail(Worker *w, const char *fmt, ...) {
+        va_list ap;
+
+        if (!w->error) {
+                va_start(ap, fmt);
+                if (vasprintf(&w->error, fmt, ap) < 0)
+                        w->error = NULL;
+                va_end(ap);
+        }
+        (void) kill(-w->pid, SIGKILL);
+}
+
+static int send_job(Worker *w, json_t *job) {
+        _cleanup_free_ char *text = NULL;
+        size_t n;
+
+        if (json_object_set_new(job, "step", json_string(w->step)) < 0)
+                return -ENOMEM;
+        text = json_dumps(job, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        n = strlen(text);
+        if (n > WORKER_MESSAGE_MAX)
+                return -E2BIG;
+        /* a fresh socket's buffer holds one message of this size */
+        return send(w->fd, text, n, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* One message from the worker: progress (passed on) or the result (kept). */
+static void handle_message(Worker *w, const char *buf, ssize_t n) {
+        json_error_t jerr;
+        json_t *msg, *progress;
+
+        if (n > WORKER_MESSAGE_MAX)
+                return fail(w, "%s worker sent an oversized message", w->step);
+        msg = json_loadb(buf, (size_t) n, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(msg)) {
+                json_decref(msg);
+                return fail(w, "%s worker sent garbage: %s", w->step, msg ? "not an object" : jerr.text);
+        }
+        progress = json_object_get(msg, "progress");
+        if (json_is_object(progress) && !w->result) {
+                if (w->progress)
+                        w->progress(job_uint64(progress, "bytes", 0), job_uint64(progress, "total", 0), w->userdata);
+                json_decref(msg);
+                return;
+        }
+        if (w->result || !json_is_boolean(json_object_get(msg, "ok"))) {
+                json_decref(msg);
+                return fail(w, "%s worker broke protocol", w->step);
+        }
+        w->result = msg;
+}
+
+static void close_socket(Worker *w) {
+        w->io_source = sd_event_source_disable_unref(w->io_source);
+        if (w->fd >= 0)
+                close(w->fd);
+        w->fd = -1;
+}
+
+/* Read every queued message; close our end at EOF. */
+static void drain(Worker *w) {
+        static char buf[WORKER_MESSAGE_MAX + 1];
+
+        while (w->fd >= 0) {
+                ssize_t n = recv(w->fd, buf, sizeof buf, MSG_TRUNC | MSG_DONTWAIT);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                if (n <= 0)
+                        return close_socket(w);
+                handle_message(w, buf, n);
+        }
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        drain(userdata);
+        return 0;
+}
+
+static char *describe_status(const char *step, int status) {
+        if (WIFSIGNALED(status))
+                return strdup_printf("%s worker killed by SIG%s", step, sigabbrev_np(WTERMSIG(status)) ?: "?");
+        if (WIFEXITED(status))
+                return strdup_printf("%s worker exited with status %d without a result", step, WEXITSTATUS(status));
+        return strdup_printf("%s worker ended abnormally", step);
+}
+
+static uint64_t timeval_usec(const struct timeval *tv) {
+        return (uint64_t) tv->tv_sec * USEC_PER_SEC + (uint64_t) tv->tv_usec;
+}
+
+static Worker *worker_free(Worker *w) {
+        close_socket(w);
+        sd_event_source_disable_unref(w->exit_source);
+        sd_event_source_disable_unref(w->timer_source);
+        if (w->pidfd >= 0)
+                close(w->pidfd);
+        json_decref(w->result);
+        free(w->error);
+        free(w->step);
+        free(w);
+        return NULL;
+}
+
+static void finish(Worker *w) {
+        WorkerOutcome o = {
+                .max_rss_kib = (uint64_t) w->usage.ru_maxrss,
+                .cpu_usec = timeval_usec(&w->usage.ru_utime) + timeval_usec(&w->usage.ru_stime),
+        };
+        json_t *err;
+
+        if (!w->error && !w->result)
+                w->error = describe_status(w->step, w->status);
+        if (w->error) {
+                o.error = TAKE_PTR(w->error);
+        } else {
+                o.result = TAKE_PTR(w->result);
+                o.ok = json_is_true(json_object_get(o.result, "ok"));
+                o.bad = job_bool(o.result, "bad", false);
+                err = json_object_get(o.result, "error");
+                if (!o.ok)
+                        o.error = strdup_printf("%s: %s", w->step,
+                                                json_is_string(err) ? json_string_value(err) : "failed without a reason");
+                if (!(WIFEXITED(w->status) && WEXITSTATUS(w->status) == 0))
+                        log_warning("%s worker ended with status 0x%x after sending its result", w->step,
+                                    (unsigned) w->status);
+        }
+        w->done(&o, w->userdata);
+        json_decref(o.result);
+        free(o.error);
+        worker_free(w);
+}
+
+static int on_worker_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Worker *w = userdata;
+        pid_t p = wait4(w->pid, &w->status, WNOHANG, &w->usage);
+
+        if (p == 0 || (p < 0 && errno == EINTR))
+                return 0; /* not yet */
+        drain(w);  /* messages sent just before exit are still queued */
+        (void) kill(-w->pid, SIGKILL); /* leftovers in its group (hooks) */
+        finish(w);
+        return 0;
+}
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+
+        if (!w->error)
+                w->error = strdup_printf(w->stopping ? "%s worker stopped" : "%s worker timed out after %llus",
+                                         w->step, (unsigned long long) (w->timeout_usec / USEC_PER_SEC));
+        if (w->stopping) {
+                (void) kill(-w->pid, SIGKILL);
+                return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        }
+        worker_stop(w);
+        return 0;
+}
+
+void worker_stop(Worker *w) {
+        if (w->stopping)
+                return;
+        w->stopping = true;
+        if (!w->error)
+                w->error = strdup_printf("%s worker stopped", w->step);
+        (void) kill(-w->pid, SIGTERM);
+        (void) sd_event_source_set_time_relative(w->timer_source, WORKER_KILL_GRACE_USEC);
+        (void) sd_event_source_set_enabled(w->timer_source, SD_EVENT_ONESHOT);
+}
+
+const char *worker_step(const Worker *w) {
+        return w->step;
+}
+
+static int watch(Worker *w, sd_event *e) {
+        int r;
+
+        r = sd_event_add_io(e, &w->io_source, w->fd, EPOLLIN, on_io, w);
+        if (r >= 0)
+                r = sd_event_add_io(e, &w->exit_source, w->pidfd, EPOLLIN, on_worker_exit, w);
+        if (r >= 0)
+                r = sd_event_add_time_relative(e, &w->timer_source, CLOCK_MONOTONIC, w->timeout_usec, 0,
+                                               on_timeout, w);
+        return r;
+}
+
+int worker_start(sd_event *e, const char *step, json_t *job, uint64_t timeout_usec,
+                 worker_progress_cb progress, worker_done_cb done, void *userdata, Worker **ret) {
+        Worker *w = calloc(1, sizeof *w);
+        int r;
+
+        if (!w || !(w->step = strdup(step))) {
+                free(w);
+                return -ENOMEM;
+        }
+        *w = (Worker) { .step = w->step, .fd = -1, .pidfd = -1, .timeout_usec = timeout_usec,
+                        .progress = progress, .done = done, .userdata = userdata };
+        r = spawn(w);
+        if (r >= 0)
+                r = send_job(w, job);
+        if (r >= 0)
+                r = watch(w, e);
+        if (r < 0) {
+                if (w->pid > 0) {
+                        (void) kill(-w->pid, SIGKILL);
+                        (void) waitpid(w->pid, NULL, 0);
+                }
+                worker_free(w);
+                return r;
+        }
+        *ret = w;
+        return 0;
+}
