@@ -10,7 +10,11 @@
 
 #include "common/util.h"
 
-static int rm_rf_children(int fd) {
+static bool out_of_time(uint64_t deadline_usec) {
+        return deadline_usec != UINT64_MAX && now_usec(CLOCK_MONOTONIC) >= deadline_usec;
+}
+
+static int rm_rf_children(int fd, uint64_t deadline_usec) {
         _cleanup_(closedirp) DIR *d = fdopendir(fd);
         struct dirent *de;
         int r = 0;
@@ -22,14 +26,18 @@ static int rm_rf_children(int fd) {
         while ((errno = 0, de = readdir(d))) {
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
-                int k = rm_rf_at(dirfd(d), de->d_name);
+                if (out_of_time(deadline_usec))
+                        return -ETIME;
+                int k = rm_rf_at_until(dirfd(d), de->d_name, deadline_usec);
+                if (k == -ETIME)
+                        return k;
                 if (k < 0 && r == 0)
                         r = k;
         }
         return errno > 0 ? -errno : r;
 }
 
-int rm_rf_at(int dirfd, const char *name) {
+int rm_rf_at_until(int dirfd, const char *name, uint64_t deadline_usec) {
         int fd, r;
 
         if (unlinkat(dirfd, name, 0) >= 0 || errno == ENOENT)
@@ -39,10 +47,16 @@ int rm_rf_at(int dirfd, const char *name) {
         fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return errno == ENOENT ? 0 : -errno;
-        r = rm_rf_children(fd); /* takes fd */
+        r = rm_rf_children(fd, deadline_usec); /* takes fd */
+        if (r == -ETIME)
+                return r;
         if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
                 r = -errno;
         return r;
+}
+
+int rm_rf_at(int dirfd, const char *name) {
+        return rm_rf_at_until(dirfd, name, UINT64_MAX);
 }
 
 DIR *opendir_at(int dirfd) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 static inline void closedirp(DIR **d) {
@@ -12,6 +13,10 @@ static inline void closedirp(DIR **d) {
 /* Remove dirfd/name recursively; symlinks are removed, never followed.
  * Missing is success. */
 int rm_rf_at(int dirfd, const char *name);
+
+/* rm_rf_at() that gives up with -ETIME once CLOCK_MONOTONIC reaches
+ * deadline_usec (UINT64_MAX: never), leaving the rest for a later call. */
+int rm_rf_at_until(int dirfd, const char *name, uint64_t deadline_usec);
 
 /* Remove every entry of dirfd whose name starts with prefix (leftovers of
  * an interrupted run: ".staging-", ".trash-", ".current.tmp-"). Returns how

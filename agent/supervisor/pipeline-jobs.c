@@ -10,6 +10,9 @@
 
 #define WORKER_AS_LIMIT (UINT64_C(1) << 30)
 #define WORKER_NOFILE 256
+/* A pass waits for its cleanup: a large leftover tree is removed over
+ * several passes rather than holding one up. */
+#define CLEANUP_BUDGET_USEC (5 * USEC_PER_SEC)
 
 void pipeline_target_done(Target *t) {
         free(t->sha);
@@ -69,6 +72,16 @@ static json_t *with(json_t *job, json_t *fields) {
 
 static json_t *s3_json(const Service *s) {
         return job_s3_to_json(&manager_config(s->manager)->s3);
+}
+
+json_t *pipeline_job_cleanup(const Service *s) {
+        uint64_t budget = s->cfg->step_timeout_usec / 2;
+
+        if (budget > CLEANUP_BUDGET_USEC)
+                budget = CLEANUP_BUDGET_USEC;
+        return with(job_new(s, false, 0, 0, 0),
+                    json_pack("{s:s,s:s,s:I}", "root", s->cfg->root, "downloads_dir", s->downloads_dir,
+                              "budget_usec", (json_int_t) budget));
 }
 
 json_t *pipeline_job_discover(const Service *s) {

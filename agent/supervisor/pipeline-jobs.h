@@ -19,6 +19,7 @@ void pipeline_target_done(Target *t);
 /* From a discover result: found -> sha/key/etag set; not found -> sha NULL. */
 int pipeline_target_from_result(const json_t *res, Target *t);
 
+json_t *pipeline_job_cleanup(const Service *s);
 json_t *pipeline_job_discover(const Service *s);
 json_t *pipeline_job_fetch(const Service *s, const Target *t);
 json_t *pipeline_job_unpack(const Service *s, const char *sha, const char *archive);

@@ -17,6 +17,7 @@
 #include "supervisor/worker-pool.h"
 
 typedef enum Step {
+        STEP_CLEANUP,                  /* leftovers of killed steps, before anything else */
         STEP_DISCOVER,
         STEP_FETCH,
         STEP_UNPACK,
@@ -29,14 +30,14 @@ typedef enum Step {
 } Step;
 
 static const char *const step_names[_STEP_MAX] = {
-        [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
+        [STEP_CLEANUP] = "cleanup", [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
         [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart", [STEP_ROLLBACK] = "rollback",
         [STEP_ROLLBACK_RESTART] = "rollback-restart", [STEP_PRUNE] = "prune",
 };
 
 /* The worker program each step runs. */
 static const char *const step_workers[_STEP_MAX] = {
-        [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
+        [STEP_CLEANUP] = "cleanup", [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
         [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart", [STEP_ROLLBACK] = "activate",
         [STEP_ROLLBACK_RESTART] = "restart", [STEP_PRUNE] = "prune",
 };
@@ -45,6 +46,7 @@ struct Pipeline {
         Service *service;
         PipelineKind kind;
         Step step;
+        Step after_cleanup;            /* the step the cleanup runs before */
         Worker *worker;
         Target target;                 /* the build being deployed */
         char *previous;                /* what was current before the swap */
@@ -56,6 +58,7 @@ struct Pipeline {
 };
 
 static void run_step(Pipeline *p, Step step);
+static void run_first(Pipeline *p, Step step);
 
 const char *pipeline_step_name(const Pipeline *p) {
         return step_names[p->step];
@@ -186,6 +189,20 @@ static int should_deploy(Pipeline *p) {
                 return 0;
         }
         return 1;
+}
+
+static void on_cleaned(Pipeline *p, json_t *res) {
+        Service *s = p->service;
+        uint64_t n = job_uint64(res, "count", 0);
+        json_t *first = json_array_get(json_object_get(res, "removed"), 0);
+
+        if (n > 0)
+                log_info("%s: cleanup: removed %llu leftover%s of interrupted steps (%s%s)", s->name,
+                         (unsigned long long) n, n == 1 ? "" : "s", strempty(json_string_value(first)),
+                         n > 1 ? ", ..." : "");
+        if (job_bool(res, "complete", false))
+                s->needs_cleanup = false;
+        run_step(p, p->after_cleanup);
 }
 
 static void on_discovered(Pipeline *p, json_t *res) {
@@ -341,6 +358,10 @@ static void on_step_failed(Pipeline *p, const WorkerOutcome *o) {
         const char *error = o->error ?: "failed";
 
         switch (p->step) {
+        case STEP_CLEANUP:
+                /* leftovers waste space but break nothing: deploy anyway */
+                log_warning("%s: %s", p->service->name, error);
+                return run_step(p, p->after_cleanup);
         case STEP_FETCH:
         case STEP_UNPACK:
                 if (o->bad)
@@ -381,9 +402,12 @@ static void on_step_done(WorkerOutcome *o, void *userdata) {
                 return abandon(p);
         log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms", p->service->name, step_workers[p->step],
                   (unsigned long long) o->max_rss_kib, (unsigned long long) (o->cpu_usec / USEC_PER_MSEC));
+        if (!o->ok && p->step != STEP_DISCOVER && p->step != STEP_RESTART && p->step != STEP_ROLLBACK_RESTART)
+                p->service->needs_cleanup = true; /* a step that writes files ended anyhow */
         if (!o->ok)
                 return on_step_failed(p, o);
         switch (p->step) {
+        case STEP_CLEANUP: return on_cleaned(p, res);
         case STEP_DISCOVER: return on_discovered(p, res);
         case STEP_FETCH: return on_fetched(p, res);
         case STEP_UNPACK: return on_unpacked(p, res);
@@ -402,6 +426,7 @@ static json_t *build_job(Pipeline *p, Step step) {
         Service *s = p->service;
 
         switch (step) {
+        case STEP_CLEANUP: return pipeline_job_cleanup(s);
         case STEP_DISCOVER: return pipeline_job_discover(s);
         case STEP_FETCH: return pipeline_job_fetch(s, &p->target);
         case STEP_UNPACK: return pipeline_job_unpack(s, p->target.sha, p->archive);
@@ -426,8 +451,9 @@ static void run_step(Pipeline *p, Step step) {
         if (!job)
                 return fail(p, -ENOMEM, "building a job: out of memory");
         /* rollback steps record the step that decides recovery: "rollback";
-         * discovery leaves nothing to recover, and an idle poll writes nothing */
-        r = step == STEP_DISCOVER ? 0 : set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
+         * cleanup and discovery leave nothing to recover (a recovery's record
+         * must outlive its cleanup), and an idle poll writes nothing */
+        r = step == STEP_CLEANUP || step == STEP_DISCOVER ? 0 : set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
         if (r < 0) {
                 json_decref(job);
                 return fail(p, r, "cannot save the state");
@@ -443,6 +469,17 @@ static void run_step(Pipeline *p, Step step) {
                 _cleanup_free_ char *msg = strdup_printf("%s: cannot start worker: %s", step_names[step], strerror(-r));
                 return fail(p, r, msg ?: "cannot start worker");
         }
+}
+
+/* The first step of a pass: after the agent started, or after a step that
+ * writes files failed or was killed, a cleanup runs before it. The pass
+ * that follows may find nothing new and run no unpack or prune, which
+ * would otherwise be the only steps to remove staging and trash dirs. */
+static void run_first(Pipeline *p, Step step) {
+        if (!p->service->needs_cleanup)
+                return run_step(p, step);
+        p->after_cleanup = step;
+        run_step(p, STEP_CLEANUP);
 }
 
 bool pipeline_needs_recovery(const ServiceState *st) {
@@ -467,9 +504,9 @@ static int start_recovery(Pipeline *p) {
                     p->target.sha, rolling_back ? "finishing the rollback" : "checking it again");
         if (rolling_back) {
                 p->failure = strdup("interrupted during its rollback");
-                run_step(p, STEP_ROLLBACK);
+                run_first(p, STEP_ROLLBACK);
         } else
-                run_step(p, needs_restart(p->service->cfg) ? STEP_RESTART : STEP_PRUNE);
+                run_first(p, needs_restart(p->service->cfg) ? STEP_RESTART : STEP_PRUNE);
         return 0;
 }
 
@@ -496,7 +533,7 @@ static int start_operator(Pipeline *p, const char *sha, const char *reason) {
                 finish(p, 0);
                 return 0;
         }
-        run_step(p, p->kind == PIPELINE_ROLLBACK || release_exists(p) ? STEP_ACTIVATE : STEP_FETCH);
+        run_first(p, p->kind == PIPELINE_ROLLBACK || release_exists(p) ? STEP_ACTIVATE : STEP_FETCH);
         return 0;
 }
 
@@ -515,7 +552,7 @@ int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *r
                 return pipeline_free(p), -ENOMEM;
         s->pipeline = p;
         if (kind == PIPELINE_AUTO) {
-                run_step(p, STEP_DISCOVER);
+                run_first(p, STEP_DISCOVER);
                 return 0;
         }
         r = kind == PIPELINE_RECOVER ? start_recovery(p) : start_operator(p, sha, reason);

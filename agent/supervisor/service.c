@@ -100,6 +100,7 @@ int service_new(Manager *m, const ServiceConfig *cfg, Service **ret) {
         s->manager = m;
         s->cfg = cfg;
         s->pending_kind = -1;
+        s->needs_cleanup = true; /* the agent that ran before may have been killed mid-step */
         snprintf(s->activity, sizeof s->activity, "starting");
         if ((r = resolve_users(s)) < 0 || (r = prepare_dirs(s)) < 0 || (r = load_state(s)) < 0) {
                 service_free(s);

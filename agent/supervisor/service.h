@@ -28,6 +28,7 @@ typedef struct Service {
         gid_t worker_gid, owner_gid;
         sd_event_source *timer;
         unsigned failures;             /* in a row, for the backoff */
+        bool needs_cleanup;            /* a step may have left leftovers on disk */
         Pipeline *pipeline;            /* NULL when idle */
         char activity[160];            /* what it does now, for STATUS= */
         bool removed;                  /* dropped by a reload: freed once idle */

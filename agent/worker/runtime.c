@@ -24,10 +24,11 @@ struct WorkerContext {
 typedef struct StepInfo {
         const char *name;
         step_fn fn;
-        bool privileged;               /* runs as root (activate, prune) */
+        bool privileged;               /* runs as root (cleanup, activate, prune) */
 } StepInfo;
 
 static const StepInfo steps[] = {
+        { "cleanup", step_cleanup, true },
         { "discover", step_discover, false },
         { "fetch", step_fetch, false },
         { "unpack", step_unpack, false },
