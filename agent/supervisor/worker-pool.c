@@ -358,6 +358,12 @@ int worker_start(sd_event *e, const char *step, json_t *job, uint64_t timeout_us
         r = spawn(w);
         if (r >= 0)
                 r = send_job(w, job);
+        /* The worker died before its job reached it (killed the instant it
+         * ran, or its exec failed): not a failure to start. Its exit, reaped
+         * on the loop like any other, says how it died ("killed by SIGKILL"),
+         * and the step fails as for a worker killed later. */
+        if (r == -EPIPE || r == -ECONNRESET)
+                r = 0;
         if (r >= 0)
                 r = watch(w, e);
         if (r < 0) {
