@@ -105,7 +105,9 @@ def test_worker_killed_mid_fetch(agent, deployed):
     proc = agent.start_once()
     worker = wait_for_worker(proc, "fetch")
     assert worker, f"no fetch worker seen; agent said:\n{proc.communicate()[1]}"
-    time.sleep(1.0)  # some bytes on disk
+    part = agent.state_dir / agent.service / "downloads" / f"{sha}{agent.suffix}.part"
+    harness.wait_until(lambda: part.exists() and part.stat().st_size >= 1 << 20, 60,
+                       f"the first MiB of {part.name} on disk")
     os.kill(worker, signal.SIGKILL)
     out, err = proc.communicate(timeout=120)
     print(err)
@@ -163,6 +165,33 @@ def test_worker_killed_mid_unpack(agent, deployed):
     assert_consistent(agent, "after the next run")
     assert [n for n in agent.release_entries() if n.startswith(".")] == [], \
         "stale staging dirs should be cleaned up by the next run"
+
+
+def test_leftovers_of_killed_steps_go_at_the_next_pass(agent, deployed):
+    """What a kill leaves (staging and trash dirs, a half-made current link,
+    .part files) goes at the next pass, even one with nothing new to deploy
+    (no unpack, no prune). The newest .part stays: a fetch resumes it."""
+    releases = agent.root / "releases"
+    for name in (f".trash-{new_sha()}-0123456789abcdef", f".staging-{new_sha()}-Ab12Cd"):
+        harness.make_dir(releases / name / "data" / "deep")
+        (releases / name / "data" / "deep" / "file").write_bytes(b"x" * 4096)
+    os.symlink(f"releases/{deployed}", agent.root / ".current.tmp-0123456789abcdef")
+    downloads = agent.state_dir / agent.service / "downloads"
+    old, new, orphan = (downloads / f"{new_sha()}{agent.suffix}.part" for _ in range(3))
+    for part in (old, new):
+        part.write_bytes(b"partial")
+        part.with_name(part.name + ".etag").write_text('"etag"')
+    orphan.with_name(orphan.name + ".etag").write_text('"etag"')
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+
+    r = agent.once()
+    assert r.returncode == 0, r.stderr
+    assert "cleanup: removed 6 leftovers of interrupted steps" in r.stderr, r.stderr
+    assert agent.current_sha() == deployed
+    assert agent.release_entries() == [deployed]
+    assert not [p.name for p in agent.root.iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in downloads.iterdir()) == [new.name, new.name + ".etag"]
+    assert_consistent(agent, "after the cleanup")
 
 
 @pytest.mark.slow
