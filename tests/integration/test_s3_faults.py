@@ -148,9 +148,8 @@ def test_resume_a_part_left_by_a_killed_worker(agent, faults):
     faults.inject(art, stall_after=3 * MIB, stall=60)
     w = Worker("fetch", job, env=env(DEPLOY_AGENT_STALL_TIMEOUT="60"))
     part = downloads / f"{SHA}.tar.gz.part"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (part.exists() and part.stat().st_size >= 3 * MIB):
-        time.sleep(0.05)
+    harness.wait_until(lambda: part.exists() and part.stat().st_size >= 3 * MIB, 60,
+                       f"3 MiB of {part.name} on disk before the stall")
     w.kill()
     assert part.stat().st_size == 3 * MIB
     assert (downloads / f"{SHA}.tar.gz.part.etag").exists()
