@@ -214,16 +214,6 @@ class CtlDaemon:
     def rss_kib(self):
         return rss_kib(self.proc.pid)
 
-    def n_sockets(self):
-        """The agent's open sockets: one per accepted client, plus its own."""
-        n = 0
-        for fd in pathlib.Path(f"/proc/{self.proc.pid}/fd").iterdir():
-            try:
-                n += os.readlink(fd).startswith("socket:")
-            except FileNotFoundError:
-                pass
-        return n
-
     # ---- clients ----
 
     def connect(self, timeout=10.0):
