@@ -260,7 +260,10 @@ def test_sigkill_whole_agent_at_random_moments(agent):
 def test_kill_mid_prune_then_same_sha_again(agent):
     """A prune killed half-way must not leave a half-deleted releases/<sha>
     that a later deploy of that sha (CI re-publishing a commit) activates."""
-    agent.write_config(keep_releases="2")
+    # 20000 files: on a busy shared disk their creation and fsyncs alone took over a
+    # minute (3 ms an fsync), past the harness's 60 s step_timeout; this test is not
+    # about step timeouts, so it leaves the product's default
+    agent.write_config(keep_releases="2", step_timeout=None)
     old = new_sha()
     files = big_files("old", 1 << 20, n_small=20000, seed=3)
     old_archive = harness.make_tar_gz(harness.with_manifest(files))
