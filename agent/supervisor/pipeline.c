@@ -30,15 +30,17 @@ typedef enum Step {
 } Step;
 
 static const char *const step_names[_STEP_MAX] = {
-        [STEP_CLEANUP] = "cleanup", [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
-        [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart", [STEP_ROLLBACK] = "rollback",
+        [STEP_CLEANUP] = "cleanup", [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch",
+        [STEP_UNPACK] = "unpack", [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart",
+        [STEP_ROLLBACK] = "rollback",
         [STEP_ROLLBACK_RESTART] = "rollback-restart", [STEP_PRUNE] = "prune",
 };
 
 /* The worker program each step runs. */
 static const char *const step_workers[_STEP_MAX] = {
-        [STEP_CLEANUP] = "cleanup", [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
-        [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart", [STEP_ROLLBACK] = "activate",
+        [STEP_CLEANUP] = "cleanup", [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch",
+        [STEP_UNPACK] = "unpack", [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart",
+        [STEP_ROLLBACK] = "activate",
         [STEP_ROLLBACK_RESTART] = "restart", [STEP_PRUNE] = "prune",
 };
 
@@ -453,7 +455,8 @@ static void run_step(Pipeline *p, Step step) {
         /* rollback steps record the step that decides recovery: "rollback";
          * cleanup and discovery leave nothing to recover (a recovery's record
          * must outlive its cleanup), and an idle poll writes nothing */
-        r = step == STEP_CLEANUP || step == STEP_DISCOVER ? 0 : set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
+        r = step == STEP_CLEANUP || step == STEP_DISCOVER ? 0 :
+            set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
         if (r < 0) {
                 json_decref(job);
                 return fail(p, r, "cannot save the state");
