@@ -94,6 +94,10 @@ asan-test:
 debug:
 	$(MAKE) BUILD=build-debug OPT="-O1 -g -DDEPLOY_AGENT_DEBUG" all
 
+# No cycle among the modules of agent/ and config/, from the #include lines.
+include-graph:
+	$(PYTHON) scripts/include-graph.py
+
 demo:
 	bash scripts/demo.sh
 
@@ -122,5 +126,5 @@ install: all
 clean:
 	rm -rf build build-asan build-debug
 
-.PHONY: debug all test unit-test integration-test asan-test demo bench bench-control install clean FORCE
+.PHONY: debug all test unit-test integration-test asan-test include-graph demo bench bench-control install clean FORCE
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
