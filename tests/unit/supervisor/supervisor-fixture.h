@@ -2,9 +2,9 @@
  * directory (on /dev/shm when there is one: state.json is fsynced at every
  * step), a config loaded from text, a service built on a fake worker pool,
  * and the fake itself. Included by one test program each, so its functions
- * are static. The fake answers through the worker_done_cb the real pool
- * uses: outcome() is the one place that knows what a worker's result looks
- * like. */
+ * are static inline (not every test uses all). The fake answers through the
+ * worker_done_cb the real pool uses: outcome() is the one place that knows
+ * what a worker's result looks like. */
 #pragma once
 
 #include <stdarg.h>
@@ -33,7 +33,7 @@
 
 /* ---- scratch directory ---- */
 
-static char *fixture_mkdtemp(void) {
+static inline char *fixture_mkdtemp(void) {
         char dir[] = "/dev/shm/test-supervisor-XXXXXX", alt[] = "/tmp/test-supervisor-XXXXXX";
 
         if (mkdtemp(dir))
@@ -42,11 +42,11 @@ static char *fixture_mkdtemp(void) {
         return strdup(alt);
 }
 
-static void fixture_rmdir(const char *dir) {
+static inline void fixture_rmdir(const char *dir) {
         assert_int_equal(rm_rf_at(AT_FDCWD, dir), 0);
 }
 
-static void fixture_quiet(void) {
+static inline void fixture_quiet(void) {
         /* the pipeline logs every failure it is made to meet */
         log_set_max_level(getenv("TEST_VERBOSE") ? LOG_DEBUG : LOG_CRIT);
 }
@@ -60,7 +60,7 @@ typedef struct FixtureOptions {
         const char *poll_interval;     /* "60s" unless set */
 } FixtureOptions;
 
-static Config *fixture_config(const char *dir, const FixtureOptions *o) {
+static inline Config *fixture_config(const char *dir, const FixtureOptions *o) {
         _cleanup_free_ char *path = strdup_printf("%s/deploy.ini", dir), *error = NULL;
         _cleanup_fclose_ FILE *f = fopen(path, "we");
         Config *cfg = NULL;
@@ -105,7 +105,7 @@ typedef struct Fake {
         WorkerRunner runner;
 } Fake;
 
-static int fake_start(void *impl, const char *step, json_t *job, uint64_t timeout_usec,
+static inline int fake_start(void *impl, const char *step, json_t *job, uint64_t timeout_usec,
                       worker_progress_cb progress, worker_done_cb done, void *userdata, Worker **slot) {
         Fake *f = impl;
 
@@ -127,20 +127,20 @@ static int fake_start(void *impl, const char *step, json_t *job, uint64_t timeou
         return 0;
 }
 
-static void fake_stop(void *impl, Worker *w) {
+static inline void fake_stop(void *impl, Worker *w) {
         Fake *f = impl;
 
         assert_ptr_equal(w, f);
         f->n_stops++;
 }
 
-static void fake_init(Fake *f) {
+static inline void fake_init(Fake *f) {
         *f = (Fake) { .refuse_at = -1 };
         f->runner = (WorkerRunner) { .start = fake_start, .stop = fake_stop, .impl = f };
 }
 
 /* The result a worker of this step sends when all went well. */
-static json_t *ok_result(const char *step) {
+static inline json_t *ok_result(const char *step) {
         if (streq(step, "discover"))
                 return json_pack("{s:b,s:b,s:s,s:s,s:s,s:I}", "ok", 1, "found", 1, "sha", NEW, "key", "web/" NEW ".tar.gz",
                                  "etag", "\"e-new\"", "last_modified", (json_int_t) 0);
@@ -159,7 +159,7 @@ static json_t *ok_result(const char *step) {
 
 /* What the real pool hands the done callback for each way a step ends
  * (worker-pool.c's finish()). */
-static WorkerOutcome outcome(const char *step, Outcome how) {
+static inline WorkerOutcome outcome(const char *step, Outcome how) {
         switch (how) {
         case OUTCOME_OK:
                 return (WorkerOutcome) { .result = ok_result(step), .ok = true };
@@ -183,7 +183,7 @@ static WorkerOutcome outcome(const char *step, Outcome how) {
 
 /* End the pending step the way the real pool does: the slot is cleared,
  * then done runs (and may start the next step, or end the pipeline). */
-static void fake_complete(Fake *f, Outcome how) {
+static inline void fake_complete(Fake *f, Outcome how) {
         WorkerOutcome o;
         worker_done_cb done = f->done;
         void *userdata = f->userdata;
@@ -210,14 +210,14 @@ typedef struct Ended {
         char *sha, *previous, *error;
 } Ended;
 
-static void ended_clear(Ended *e) {
+static inline void ended_clear(Ended *e) {
         free(e->sha);
         free(e->previous);
         free(e->error);
         *e = (Ended) {};
 }
 
-static void on_ended(Service *s, unsigned seq, const PipelineResult *res, void *userdata) {
+static inline void on_ended(Service *s, unsigned seq, const PipelineResult *res, void *userdata) {
         Ended *e = userdata;
         unsigned n = e->n;
 
@@ -239,7 +239,7 @@ typedef struct Fixture {
         Service *s;
 } Fixture;
 
-static Fixture *fixture_new(const FixtureOptions *o) {
+static inline Fixture *fixture_new(const FixtureOptions *o) {
         Fixture *x = calloc(1, sizeof *x);
 
         assert_non_null(x);
@@ -256,13 +256,13 @@ static Fixture *fixture_new(const FixtureOptions *o) {
 }
 
 /* A release directory, as unpack leaves it. */
-static void fixture_release(Fixture *x, const char *sha) {
+static inline void fixture_release(Fixture *x, const char *sha) {
         _cleanup_free_ char *path = strdup_printf("%s/%s", x->s->releases_dir, sha);
 
         assert_int_equal(mkdir_p(path, 0755), 0);
 }
 
-static void fixture_free(Fixture *x) {
+static inline void fixture_free(Fixture *x) {
         assert_false(x->fake.pending);
         service_free(x->s);
         sd_event_unref(x->event);
