@@ -222,7 +222,7 @@ static void on_pipeline_ended(Service *s, unsigned seq, const PipelineResult *re
         if (s->removed) {
                 log_info("%s: removed from the configuration", s->name);
                 remove_service_at(m, i);
-        } else if (s->reload_pending && s->pending_kind < 0) {
+        } else if (s->reload_pending && s->pending_kind == _PIPELINE_KIND_NONE) {
                 const ServiceConfig *cfg = config_find_service(m->cfg, s->name);
                 remove_service_at(m, i);
                 if (cfg)
