@@ -73,7 +73,7 @@ $(BUILD)/deployctl: $(BUILD)/agent/ctl/deployctl.o $(BUILD)/libdeploy.a
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdeploy.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -I$(BUILD) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) -I$(BUILD) -MMD -MP -o $@ $< $(BUILD)/libdeploy.a $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 unit-test: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
