@@ -50,14 +50,14 @@ static void status_changed(Manager *m) {
 /* ---- services ---- */
 
 static int add_service(Manager *m, const ServiceConfig *cfg, Service **ret) {
-        Service **n;
-        Service *s;
-        int r;
-
+        /* the service keeps the config it came from: a reload makes a new one */
         ServiceContext ctx = {
                 .event = m->event, .workers = worker_pool_runner(m->pool), .config = m->cfg,
                 .callbacks = &m->callbacks,
         };
+        Service **n;
+        Service *s;
+        int r;
 
         r = service_new(&ctx, cfg, &s);
         if (r < 0)
