@@ -1,4 +1,4 @@
-/* defaults.c: the default of every deploy.ini key (DESIGN.md section 4), the
+/* defaults.c: the default of every deploy.ini key (deploy.ini(5)), the
  * checks that span several keys of a section, and freeing. */
 #define _GNU_SOURCE
 #include <syslog.h>

@@ -1,4 +1,4 @@
-/* items.c: the keys of each deploy.ini section (DESIGN.md section 4), how
+/* items.c: the keys of each deploy.ini section (deploy.ini(5)), how
  * each value is parsed and checked, and how it is printed back. */
 #include <ctype.h>
 #include <inttypes.h>

@@ -7,7 +7,7 @@
  * header is checked here before it reaches archive_write_disk, and data is
  * counted block by block as it streams.
  *
- * Policy beyond DESIGN.md step 3:
+ * Policy beyond docs/design.md, "Steps" (unpack):
  * - hardlinks are allowed only to a regular file already extracted inside the
  *   tree (the target passes the same path check); anything else is refused.
  * - a symlink target may climb with leading ".." components only ("../a/b",

@@ -1,8 +1,9 @@
 /* credentials.c: static, environment and EC2 instance role credentials.
- * IMDSv2 (FIELD-NOTES): PUT /latest/api/token with a TTL header on an
- * unsigned handle that never uses a proxy, then GET the role name and the
- * role's credentials with that token. A 401 means the token expired: get a
- * new one once and ask again. */
+ * IMDSv2: PUT /latest/api/token with a TTL header, through
+ * CURLOPT_CUSTOMREQUEST (CURLOPT_UPLOAD sends a chunked body with Expect,
+ * which IMDS answers 417), on an unsigned handle that never uses a proxy,
+ * then GET the role name and the role's credentials with that token. A 401
+ * means the token expired: get a new one once and ask again. */
 #define _GNU_SOURCE
 #include "s3/credentials.h"
 

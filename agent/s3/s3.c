@@ -162,7 +162,8 @@ static int slist_addf(struct curl_slist **l, const char *fmt, ...) {
         return 0;
 }
 
-/* Never an empty header: curl 7.88 mis-signs those (FIELD-NOTES). */
+/* Never an empty header (such as "Expect:"): curl before 8.3.0 (Debian 12
+ * has 7.88) mis-signs those. */
 static int build_headers(const Credentials *cr, const S3Transfer *t, struct curl_slist **ret) {
         _cleanup_(slist_freep) struct curl_slist *l = NULL;
         const S3GetRequest *req = t->req;

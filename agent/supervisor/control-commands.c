@@ -1,5 +1,5 @@
-/* control-commands.c: what each control command does (DESIGN.md sections
- * 5 and 6). Reads are open to every peer; changes need an admin peer. */
+/* control-commands.c: what each control command does (docs/design.md,
+ * "Control protocol"). Reads are open to every peer; changes need an admin peer. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>

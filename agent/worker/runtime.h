@@ -9,7 +9,7 @@
 
 typedef struct WorkerContext WorkerContext;
 
-/* Entry point of `deploy-agent --worker STEP`: returns the process exit code. */
+/* Entry point of `deploy-agent-worker --worker STEP`: returns the process exit code. */
 int worker_main(const char *step);
 
 /* Apply the job's rlimits, switch to its run_as user if any, set

@@ -1,4 +1,4 @@
-/* step-fetch.c: the fetch worker (DESIGN.md section 3.2). Reads the
+/* step-fetch.c: the fetch worker (docs/design.md, "Steps"). Reads the
  * artifact's <key>.sha256 and, when public_key is set, <key>.minisig first
  * (a missing one means "not published yet": a plain failure, not a bad
  * build), then streams the artifact into downloads/<sha><suffix>.part

@@ -1,4 +1,4 @@
-/* step-unpack.c: the unpack step (DESIGN.md step 3). As root it opens the
+/* step-unpack.c: the unpack step (docs/design.md, "Steps"). As root it opens the
  * verified archive and ROOT/releases, clears staging dirs left by a killed
  * run and creates a fresh .staging-<sha>-XXXXXX owned by the job's run_as
  * user; then it drops privileges, extracts with unpack_archive() and renames
