@@ -367,7 +367,7 @@ static int parse_enum(const ConfigItem *item, const char *value, int *field, cha
 }
 
 static int parse_small(const ConfigItem *item, const char *value, void *field, char **ret_problem) {
-        uint64_t u;
+        uint64_t u = 0;
         mode_t m;
         int r;
 

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "common/fs-util.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -144,6 +145,7 @@ int release_link_sha(int root_fd, const char *link_name, char **ret_sha) {
         r = readlink_at(root_fd, link_name, &target);
         if (r < 0)
                 return r;
+        assert(target); /* for the static analyzer, which cannot know that errno > 0 */
         base = strrchr(target, '/');
         base = base ? base + 1 : target;
         if (!sha_is_valid(base))

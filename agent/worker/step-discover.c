@@ -215,7 +215,7 @@ static void log_stats(S3Client *c) {
 int step_discover(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
         _cleanup_s3_client_ S3Client *c = NULL;
         _cleanup_json_ json_t *result = NULL;
-        DiscoverJob j;
+        DiscoverJob j = {};
         int r;
 
         *ret_bad = false;              /* a listing or a pointer is never an artifact's fault */
