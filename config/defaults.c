@@ -72,12 +72,6 @@ void config_agent_done(AgentConfig *a) {
 }
 
 /* Secrets are wiped, not just freed: a core dump should not carry them. */
-static void free_secret(char *s) {
-        if (s)
-                explicit_bzero(s, strlen(s));
-        free(s);
-}
-
 void config_s3_done(S3Config *s) {
         free(s->region);
         free(s->endpoint);

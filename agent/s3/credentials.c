@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "common/curl-util.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -47,19 +48,9 @@ typedef struct Reply {
         size_t len;
 } Reply;
 
-static void free_secret(char *s) {
-        if (s)
-                explicit_bzero(s, strlen(s));
-        free(s);
-}
-
 static void reply_done(Reply *r) {
         free_secret(r->body);
         *r = (Reply) {};
-}
-
-static void slist_freep(struct curl_slist **l) {
-        curl_slist_free_all(*l);
 }
 
 void credentials_done(Credentials *c) {

@@ -44,13 +44,6 @@ static void artifact_done(Artifact *a) {
         free(a->etag);
 }
 
-/* Keep the first message: s3 and the parsers explain themselves. */
-static int fail(char **ret_error, int r, const char *what) {
-        if (ret_error && *ret_error)
-                return r;
-        return error_set(ret_error, r, "%s: %s", what, strerror(-r));
-}
-
 static int discover_job_parse(const json_t *job, DiscoverJob *ret, char **ret_error) {
         const char *select = job_string(job, "select");
         DiscoverJob j = {
@@ -224,17 +217,17 @@ int step_discover(const json_t *job, WorkerContext *w, json_t **ret_result, bool
                 return r;
         r = s3_client_new(&j.s3, &c, ret_error);
         if (r < 0)
-                return fail(ret_error, r, "S3 client");
+                return error_context(ret_error, r, "S3 client");
         r = worker_drop_privileges(w);
         if (r < 0)
-                return fail(ret_error, r, "dropping privileges");
+                return error_context(ret_error, r, "dropping privileges");
         if (j.pointer)
                 r = discover_pointer(c, &j, &result, ret_error);
         else
                 r = discover_newest(c, &j, &result, ret_error);
         log_stats(c);
         if (r < 0)
-                return fail(ret_error, r, "discover");
+                return error_context(ret_error, r, "discover");
         *ret_result = TAKE_PTR(result);
         return 0;
 }
