@@ -74,7 +74,7 @@ $(BUILD)/deployctl: $(BUILD)/agent/ctl/deployctl.o $(BUILD)/libdeploy.a
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdeploy.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -I$(BUILD) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) -I$(BUILD) -MMD -MP -o $@ $< $(BUILD)/libdeploy.a $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 unit-test: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -95,7 +95,7 @@ asan-test:
 # Static analysis; any finding fails. clang's analyzer (scan-build) over a
 # fresh build of the programs and the unit tests, its reports filtered only
 # for one false positive of clang 14 (scripts/scan-build-check.py says
-# which); cppcheck; the include graph when scripts/include-graph.py exists.
+# which); cppcheck; the include graph (scripts/include-graph.py).
 # cppcheck suppressions, each for a reason that holds everywhere:
 #  memleak, resourceLeak: cppcheck does not run __attribute__((cleanup)), so
 #    every _cleanup_ variable looks leaked (leaks are checked by scan-build
@@ -117,12 +117,16 @@ analyze:
 	  $(MAKE) BUILD=$(ANALYZE_BUILD) CC=clang all unit-test-build
 	$(PYTHON) scripts/scan-build-check.py $(ANALYZE_BUILD)/reports
 	cppcheck $(CPPCHECK_FLAGS) -j2 agent config tests/unit
-	[ ! -f scripts/include-graph.py ] || $(PYTHON) scripts/include-graph.py
+	$(PYTHON) scripts/include-graph.py
 
 # The agent with debug-only hooks (SIGUSR2 stalls the event loop, for the
 # watchdog test). Never installed.
 debug:
 	$(MAKE) BUILD=build-debug OPT="-O1 -g -DDEPLOY_AGENT_DEBUG" all
+
+# No cycle among the modules of agent/ and config/, from the #include lines.
+include-graph:
+	$(PYTHON) scripts/include-graph.py
 
 demo:
 	bash scripts/demo.sh
@@ -152,5 +156,5 @@ install: all
 clean:
 	rm -rf build build-asan build-debug build-analyze
 
-.PHONY: debug all test unit-test unit-test-build integration-test asan-test analyze demo bench bench-control install clean FORCE
+.PHONY: debug all test unit-test unit-test-build integration-test asan-test analyze include-graph demo bench bench-control install clean FORCE
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
