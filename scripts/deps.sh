@@ -59,7 +59,8 @@ if [ "$arm64" = 1 ]; then
                 lib*-dev) packages+=("$p:arm64") ;;
                 esac
         done
-        packages+=(crossbuild-essential-arm64 qemu-user)
+        # pkgconf:arm64 provides aarch64-linux-gnu-pkg-config.
+        packages+=(crossbuild-essential-arm64 pkgconf:arm64 qemu-user)
 fi
 
 echo "deps.sh: apt-get install (${#packages[@]} packages)"
