@@ -131,7 +131,7 @@ deb:
 	bash scripts/deb.sh $(ARCH) dist
 
 lintian:
-	lintian --fail-on error --suppress-tags running-with-root-privileges dist/deploy-agent_*_$(ARCH).deb
+	lintian --fail-on error dist/deploy-agent_*_$(ARCH).deb
 
 # The cmocka unit tests cross-built for arm64, run under qemu-user; the
 # :arm64 libraries installed through multiarch are the sysroot.
