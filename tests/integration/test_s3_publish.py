@@ -154,6 +154,24 @@ def test_publish_without_config_uses_the_environment(agent):
     assert agent.key(SHA) in agent.s3.list_keys(agent.prefix)
 
 
+def test_publish_with_an_s3_only_config(agent):
+    """A CI runner's deploy.ini: only [s3], no [agent], no service. Publish needs
+    no service, so it is not refused; the artifact and its .sha256 land."""
+    _, s3, _ = agent.base_sections()
+    ci = agent.tmp / "ci.ini"
+    ci.write_text("[s3]\n" + "".join(f"{k} = {v}\n" for k, v in s3.items()))
+    art = build(agent.tmp, "ci.tar.gz", {"bin/app": b"#!/bin/sh\necho ci-only\n"})
+    r = deployctl("-c", ci, "publish", "--bucket", harness.BUCKET, "--prefix", agent.prefix,
+                  "--sha", SHA2, art)
+    assert r.returncode == 0, r.stderr
+    assert "nothing to deploy" not in r.stderr
+    key = agent.key(SHA2)
+    assert sorted(agent.s3.list_keys(agent.prefix)) == [key, key + ".sha256"]
+    assert aws_read(agent.s3, key) == art.read_bytes()
+    side = aws_read(agent.s3, key + ".sha256").decode()
+    assert side == f"{harness.sha256_hex(art.read_bytes())}  {SHA2}.tar.gz\n"
+
+
 def test_ci_example_publishes_what_the_agent_deploys(agent):
     """examples/ci/publish.sh, run as CI would, with deployctl on PATH."""
     key = MinisignKey(agent.tmp)
