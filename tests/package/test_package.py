@@ -26,6 +26,7 @@ from systemd_sandbox import Sandbox  # noqa: E402
 ROOT_CACHE = Path(os.environ.get("DEPLOY_AGENT_TEST_ROOT", "/var/tmp/deploy-agent-package-root"))
 ROOT_PACKAGES = "systemd,dbus,libarchive13,libcurl4,libexpat1,libinih1,libjansson4,libsodium23,libsystemd0"
 UNITS = ("deploy-agent.socket", "deploy-agent.service")
+APT = ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-o", "Dpkg::Use-Pty=0")
 
 
 def built_deb() -> Path:
@@ -121,7 +122,8 @@ def test_install_upgrade_remove_purge(machine, tmp_path):
     names = "cat /proc/[0-9]*/comm 2>/dev/null || true"
     assert "deploy-agent" in sb.run("sh", "-c", names).stdout.split()
     (root / "var/lib/deploy-agent/app").mkdir(exist_ok=True)
-    sb.run("dpkg", "-r", "deploy-agent", timeout=300)
+    # apt-get as an admin would; removing downloads nothing, so the root needs no network.
+    sb.run(*APT, "remove", "-y", "deploy-agent", timeout=300)
     sb.wait_for(lambda: "deploy-agent" not in sb.run("sh", "-c", names).stdout.split(), timeout=60,
                 what="deploy-agent to exit")
     assert sb.show("deploy-agent.service", "ActiveState") in ("inactive", "")
@@ -131,7 +133,7 @@ def test_install_upgrade_remove_purge(machine, tmp_path):
     assert (root / "srv/app/releases/abc/index.html").read_text() == "v1\n"
 
     # purge: the agent's own state and config go, the service root stays.
-    sb.run("dpkg", "-P", "deploy-agent", timeout=300)
+    sb.run(*APT, "purge", "-y", "deploy-agent", timeout=300)
     assert not (root / "var/lib/deploy-agent").exists()
     assert not (root / "etc/deploy-agent").exists()
     assert (root / "srv/app/releases/abc/index.html").read_text() == "v1\n"
