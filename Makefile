@@ -134,6 +134,11 @@ ARCH ?= $(shell dpkg --print-architecture)
 deb:
 	bash scripts/deb.sh $(ARCH) dist
 
+# Both .debs of this commit with their .sha256, in dist/<git sha>/ (what CI
+# publishes: examples/ci/publish-agent.sh).
+dist:
+	bash scripts/dist.sh
+
 lintian:
 	lintian --fail-on error dist/deploy-agent_*_$(ARCH).deb
 
@@ -157,5 +162,5 @@ clean:
 	rm -rf build build-asan build-debug build-arm64 dist
 
 .PHONY: debug all test unit-test integration-test asan-test include-graph demo bench bench-control install clean FORCE \
-        deb lintian unit-test-arm64 repro-test package-test
+        deb dist lintian unit-test-arm64 repro-test package-test
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
