@@ -22,6 +22,13 @@ mkdir -p "$out"
 for arch in ${ARCHS:-amd64 arm64}; do
         deb=$(bash scripts/deb.sh "$arch" "$out")
         name=$(basename "$deb")
+        # deb.sh reads HEAD itself: a commit made during the build would put
+        # another commit's package under this SHA.
+        if [[ $name != *".${sha:0:7}_$arch.deb" ]]; then
+                rm -f "$deb"
+                echo "dist.sh: HEAD moved during the build ($name is not ${sha:0:7})" >&2
+                exit 1
+        fi
         (cd "$out" && sha256sum "$name" >"$name.sha256.tmp" && mv "$name.sha256.tmp" "$name.sha256")
         echo "$deb"
 done
