@@ -65,8 +65,9 @@ $(BUILD)/libdeploy.a: $(LIB_OBJS)
 $(BUILD)/deploy-agent: $(BUILD)/agent/supervisor/main.o $(BUILD)/libdeploy.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Only the worker confines itself: the supervisor must not map libseccomp.
 $(BUILD)/deploy-agent-worker: $(BUILD)/agent/worker/main.o $(BUILD)/libdeploy.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libseccomp)
 
 $(BUILD)/deployctl: $(BUILD)/agent/ctl/deployctl.o $(BUILD)/libdeploy.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)

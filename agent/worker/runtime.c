@@ -14,8 +14,10 @@
 #include "worker/steps.h"
 #include "common/util.h"
 #include "worker/runtime.h"
+#include "worker/confine.h"
 
 struct WorkerContext {
+        const char *step;
         json_t *job;
         bool dropped;
         uint64_t last_progress_usec;
@@ -90,11 +92,17 @@ int worker_drop_privileges(WorkerContext *w) {
         r = apply_limits(json_object_get(w->job, "limits"));
         if (r < 0)
                 return log_error_errno(r, "setrlimit: %m");
+        r = confine_enter(w->step);
+        if (r < 0)
+                return r;
         r = switch_user(json_object_get(w->job, "run_as"));
         if (r < 0)
                 return log_error_errno(r, "dropping privileges: %m");
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return log_error_errno(-errno, "PR_SET_NO_NEW_PRIVS: %m");
+        r = confine_apply(w->step);
+        if (r < 0)
+                return r;
         w->dropped = true;
         return 0;
 }
@@ -156,7 +164,7 @@ int worker_main(const char *step) {
         static char prefix[64];
         const StepInfo *info = step_lookup(step);
         json_auto_t *result = NULL;
-        WorkerContext w = {};
+        WorkerContext w = { .step = step };
         struct stat st;
 
         snprintf(prefix, sizeof prefix, "worker %s", step);

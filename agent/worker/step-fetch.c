@@ -21,6 +21,7 @@
 #include "worker/steps.h"
 #include "common/util.h"
 #include "worker/runtime.h"
+#include "worker/confine.h"
 
 #define DEFAULT_MAX_ARTIFACT_SIZE (UINT64_C(2) << 30)
 
@@ -266,6 +267,7 @@ int step_fetch(const json_t *job, WorkerContext *w, json_t **ret_result, bool *r
         r = fetch_acquire(&j, &dir_fd, &c, ret_error);
         if (r < 0)
                 return r;
+        confine_allow_writes(dir_fd, -1);
         r = worker_drop_privileges(w);
         if (r < 0)
                 return fail(ret_error, r, "dropping privileges");

@@ -18,6 +18,7 @@
 #include "artifact/unpack.h"
 #include "common/util.h"
 #include "worker/runtime.h"
+#include "worker/confine.h"
 
 #define STAGING_PREFIX ".staging-"
 #define STAGING_NAME_MAX 64
@@ -197,6 +198,7 @@ static int extract(const UnpackJob *j, WorkerContext *w, int archive_fd, int rel
         _cleanup_free_ char *why = NULL;
         int r;
 
+        confine_allow_writes(staging_fd, releases_fd);
         r = worker_drop_privileges(w);
         if (r < 0)
                 return error_set(ret_error, r, "dropping privileges: %s", strerror(-r));
