@@ -238,6 +238,10 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
 }
 
 static char *describe_status(const char *step, int status) {
+        /* SIGSYS is seccomp's verdict; the kernel log names the system call. */
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+                return strdup_printf("%s worker killed by SIGSYS: it made a system call its seccomp "
+                                     "allow-list forbids (the kernel log names it)", step);
         if (WIFSIGNALED(status))
                 return strdup_printf("%s worker killed by SIG%s", step, sigabbrev_np(WTERMSIG(status)) ?: "?");
         if (WIFEXITED(status))

@@ -130,13 +130,21 @@ static int enter_user_netns(void) {
 
         if (unshare(CLONE_NEWUSER | CLONE_NEWNET) < 0)
                 return -errno;
+        /* The user switch made us non-dumpable, which gives /proc/self to
+         * root: dumpable only while we write our maps. */
+        if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+                return -errno;
         snprintf(map, sizeof map, "%u %u 1\n", (unsigned) uid, (unsigned) uid);
-        if ((r = write_file("/proc/self/uid_map", map)) < 0)
-                return r;
-        if ((r = write_file("/proc/self/setgroups", "deny\n")) < 0)
-                return r;
-        snprintf(map, sizeof map, "%u %u 1\n", (unsigned) gid, (unsigned) gid);
-        return write_file("/proc/self/gid_map", map);
+        r = write_file("/proc/self/uid_map", map);
+        if (r >= 0)
+                r = write_file("/proc/self/setgroups", "deny\n");
+        if (r >= 0) {
+                snprintf(map, sizeof map, "%u %u 1\n", (unsigned) gid, (unsigned) gid);
+                r = write_file("/proc/self/gid_map", map);
+        }
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 && r >= 0)
+                r = -errno;
+        return r;
 }
 
 static int isolate_network(const Policy *p) {
