@@ -85,9 +85,16 @@ int confine_syscalls_add(scmp_filter_ctx ctx, unsigned groups) {
         return 0;
 }
 
+int confine_syscalls_allow_if(scmp_filter_ctx ctx, uint32_t action, int syscall, unsigned arg,
+                              enum scmp_compare op, scmp_datum_t a, scmp_datum_t b) {
+        struct scmp_arg_cmp cmp = { .arg = arg, .op = op, .datum_a = a, .datum_b = b };
+
+        return seccomp_rule_add_array(ctx, action, syscall, 1, &cmp);
+}
+
 static int allow_ioctl(scmp_filter_ctx ctx, unsigned long request) {
-        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                                SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t) request));
+        return confine_syscalls_allow_if(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_CMP_EQ,
+                                         (scmp_datum_t) request, 0);
 }
 
 int confine_syscalls_add_ioctls(scmp_filter_ctx ctx, unsigned groups) {

@@ -11,6 +11,12 @@ enum {
         CONFINE_SYSCALLS_TREE = 1U << 3,    /* make a tree: directories, symlinks, modes, times */
 };
 
+/* Allow syscall when its argument number arg compares to a (and b, for
+ * SCMP_CMP_MASKED_EQ: mask a, value b). libseccomp's SCMP_A0() macros leave
+ * datum_b implicit, which clang's -Wmissing-field-initializers refuses. */
+int confine_syscalls_allow_if(scmp_filter_ctx ctx, uint32_t action, int syscall, unsigned arg,
+                              enum scmp_compare op, scmp_datum_t a, scmp_datum_t b);
+
 /* Allow every syscall of the groups (names this architecture lacks are
  * skipped). -errno as libseccomp returns it. */
 int confine_syscalls_add(scmp_filter_ctx ctx, unsigned groups);

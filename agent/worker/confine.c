@@ -238,28 +238,27 @@ static void seccomp_releasep(scmp_filter_ctx *ctx) {
 /* Arguments are filtered where a value (not a pointer) tells a harmless call
  * from a dangerous one: socket families, clone flags, ioctl requests. */
 static int add_filtered(scmp_filter_ctx ctx, const Policy *p) {
+        static const int net_families[] = { AF_INET, AF_INET6, AF_NETLINK };
         int r;
 
         /* AF_UNIX: sd-journal's socket, libcurl's wakeup socketpair. */
-        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+        r = confine_syscalls_allow_if(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 0, SCMP_CMP_EQ, AF_UNIX, 0);
         if (r >= 0)
-                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+                r = confine_syscalls_allow_if(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 0, SCMP_CMP_EQ, AF_UNIX, 0);
         if (r >= 0)
                 r = confine_syscalls_add_ioctls(ctx, p->groups);
         if (r < 0 || !p->network)
                 return r;
-        for (int family = 0; family < 3 && r >= 0; family++) {
-                static const int families[] = { AF_INET, AF_INET6, AF_NETLINK };
-                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-                                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) families[family]));
-        }
+        for (size_t i = 0; i < ELEMENTSOF(net_families) && r >= 0; i++)
+                r = confine_syscalls_allow_if(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 0, SCMP_CMP_EQ,
+                                              (scmp_datum_t) net_families[i], 0);
         /* libcurl's threaded resolver: threads yes, processes never. glibc
          * falls back from clone3 (flags behind a pointer) to clone. */
         if (r >= 0)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
         if (r >= 0)
-                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-                                     SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+                r = confine_syscalls_allow_if(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 0, SCMP_CMP_MASKED_EQ,
+                                              CLONE_THREAD, CLONE_THREAD);
         return r;
 }
 

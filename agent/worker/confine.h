@@ -13,7 +13,7 @@
  * calls this may write nowhere. */
 void confine_allow_writes(int dir_fd, int parent_fd);
 
-/* HELPER - as root, before the user switch: for a step without network,
+/* As root, before the user switch: for a step without network,
  * enter a network namespace of its own when root may make one. */
 int confine_enter(const char *step);
 

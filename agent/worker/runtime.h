@@ -13,8 +13,8 @@ typedef struct WorkerContext WorkerContext;
 int worker_main(const char *step);
 
 /* Apply the job's rlimits, switch to its run_as user if any, set
- * PR_SET_NO_NEW_PRIVS. Every step calls it once, after opening its fds and
- * before reading untrusted bytes. */
+ * PR_SET_NO_NEW_PRIVS, then confine the step (worker/confine.h). Every step
+ * calls it once, after opening its fds and before reading untrusted bytes. */
 int worker_drop_privileges(WorkerContext *w);
 
 /* Best effort, rate limited by the caller. */

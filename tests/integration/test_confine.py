@@ -10,6 +10,8 @@ so that the namespace alone is proved). In each case the deploy fails with a cle
 the agent keeps running (same MainPID, no restart) and the current release keeps serving.
 
 One daemon for the module: each case arms the hook with a drop-in and restarts the agent.
+The error-path tests at the end run `deploy-agent once` (full disks, DNS) and check that an
+error stays an error, not a SIGSYS.
 
 Run: /usr/bin/python3 -m pytest -v tests/integration/test_confine.py  (needs `make && make debug`)
 """
@@ -17,10 +19,12 @@ Run: /usr/bin/python3 -m pytest -v tests/integration/test_confine.py  (needs `ma
 import os
 import secrets
 import socket
+import subprocess
 
 import pytest
 
 import daemon_harness as dh
+import harness
 from daemon_harness import AGENT, wait_until
 
 DROPIN = f"{AGENT}.d/60-forbidden.conf"
@@ -148,3 +152,60 @@ def test_disarmed_deploys_again(deployed):
     sha = new_sha()
     d.publish(d["app"], sha)
     d["app"].wait_settled(sha)
+
+
+# ---- error paths stay inside the allow-lists ----------------------------------------------
+# A syscall that only an error path makes (fstatfs to explain a full disk, the resolver's
+# thread and sockets for a host name) must not turn a clear error into a SIGSYS. These run
+# `deploy-agent once` (build/, confined the same way) outside systemd.
+
+def once_with_tmpfs(agent, path, size):
+    """`deploy-agent once` in a private mount namespace with a tmpfs of `size` at path."""
+    harness.make_dir(path)
+    script = 'mount -t tmpfs -o "size=$1,mode=0755" tmpfs "$2" && shift 2 && exec "$@"'
+    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", size, str(path),
+           *agent.command("once")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    print(f"$ {' '.join(cmd)}\n-> exit {r.returncode}\n--- stderr\n{r.stderr}")
+    return r
+
+
+def test_full_disk_during_fetch_is_an_error_not_a_kill(agent):
+    agent.publish(new_sha(), {"big.bin": os.urandom(1 << 20)})
+    r = once_with_tmpfs(agent, agent.state_dir / agent.service / "downloads", "256k")
+    assert r.returncode != 0
+    assert "No space left on device" in r.stderr and "SIGSYS" not in r.stderr, r.stderr
+    assert agent.current_sha() is None
+
+
+def test_full_disk_during_unpack_is_an_error_not_a_kill(agent):
+    agent.publish(new_sha(), {"big.bin": os.urandom(1 << 20)})
+    r = once_with_tmpfs(agent, agent.root / "releases", "256k")
+    assert r.returncode != 0 and "SIGSYS" not in r.stderr, r.stderr
+    # libarchive's own words for ENOSPC
+    assert "app: unpack: " in r.stderr and ("Write failed" in r.stderr or "No space left" in r.stderr), r.stderr
+    assert agent.current_sha() is None
+
+
+def test_endpoint_by_host_name_resolves_inside_the_allow_list(agent):
+    """libcurl's threaded resolver: a thread (clone3 -> ENOSYS -> clone), NSS, sockets."""
+    port = agent.s3.port
+    agent.write_config(_s3={"endpoint": f"http://localhost:{port}"})
+    sha = new_sha()
+    agent.publish(sha, {"VERSION": b"1\n"})
+    r = agent.once()
+    assert r.returncode == 0 and agent.current_sha() == sha, r.stderr
+    agent.write_config(_s3={"endpoint": f"http://deploy-agent-confine.invalid:{port}"})
+    r = agent.once()
+    assert r.returncode != 0 and "SIGSYS" not in r.stderr, r.stderr
+    assert "resolve" in r.stderr, r.stderr
+
+
+def test_only_the_worker_maps_libseccomp():
+    """The supervisor parses nothing untrusted and confines nothing: it must not load
+    libseccomp (nor libcurl or libarchive)."""
+    def libs(binary):
+        return subprocess.run(["ldd", str(harness.REPO / "build" / binary)], capture_output=True,
+                              text=True, check=True).stdout
+    assert "libseccomp" not in libs("deploy-agent")
+    assert "libseccomp" in libs("deploy-agent-worker")
