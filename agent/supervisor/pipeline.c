@@ -11,7 +11,6 @@
 #include "common/fs-util.h"
 #include "protocol/job.h"
 #include "common/log.h"
-#include "supervisor/manager.h"
 #include "supervisor/pipeline-jobs.h"
 #include "common/util.h"
 #include "supervisor/worker-pool.h"
@@ -53,6 +52,7 @@ struct Pipeline {
         char *initial;                 /* current when the pipeline started */
         uint64_t progress_mark;
         bool stopped;                  /* the agent is shutting down */
+        pipeline_done_cb done;
 };
 
 static void run_step(Pipeline *p, Step step);
@@ -101,7 +101,7 @@ static void end(Pipeline *p, int r, bool keep_in_flight) {
                 (void) set_in_flight(p, NULL);
         s->pipeline = NULL;
         log_set_context(NULL, NULL, NULL); /* the context points into p and s */
-        service_pipeline_done(s, &res);
+        p->done(s, &res);
         pipeline_free(p);
 }
 
@@ -336,6 +336,29 @@ static void restart_unfinished(Pipeline *p, const char *error) {
         end(p, -EIO, true);
 }
 
+/* Steps after the swap: what runs is unproven, or known unhealthy. */
+static bool after_swap(Step step) {
+        return step == STEP_RESTART || step == STEP_ROLLBACK || step == STEP_ROLLBACK_RESTART;
+}
+
+/* The pool refused a step after the swap. It refuses only while the agent
+ * shuts down or when memory runs out, so a retry now would meet the same
+ * refusal. The in-flight record stays instead: the next poll, or the next
+ * start of the agent, runs the recovery before anything else and checks
+ * the release again or finishes the rollback. Ending here with the record
+ * cleared would leave an unhealthy build current, unmarked, with nothing
+ * left to roll it back. The recovery marks it bad once it is rolled back. */
+static void after_swap_refused(Pipeline *p, int r, const char *error) {
+        Service *s = p->service;
+        bool rolling_back = p->step != STEP_RESTART;
+        _cleanup_free_ char *msg = p->failure ? strdup_printf("%s; %s", p->failure, error) : NULL;
+
+        log_event(LOG_ERR, LOG_MID_FAILED, "%s: %s; %s at the next poll", s->name, msg ?: error,
+                  rolling_back ? "rolling back" : "checking it again");
+        (void) state_set(&s->state->last_error, msg ?: error);
+        end(p, r, true);
+}
+
 /* A step failed: what that means depends on where we are. */
 static void on_step_failed(Pipeline *p, const WorkerOutcome *o) {
         const char *error = o->error ?: "failed";
@@ -436,11 +459,13 @@ static void run_step(Pipeline *p, Step step) {
         service_emit(s, step_names[step], 0, 0);
         /* the last use of p here: a worker that cannot start ends the step
          * (and may free p) before this returns */
-        r = manager_start_worker(s->manager, step_workers[step], job, s->cfg->step_timeout_usec,
-                                 on_progress, on_step_done, p, &p->worker);
+        r = s->workers->start(s->workers->impl, step_workers[step], job, s->cfg->step_timeout_usec,
+                              on_progress, on_step_done, p, &p->worker);
         json_decref(job);
         if (r < 0) {
                 _cleanup_free_ char *msg = strdup_printf("%s: cannot start worker: %s", step_names[step], strerror(-r));
+                if (after_swap(step))
+                        return after_swap_refused(p, r, msg ?: "cannot start worker");
                 return fail(p, r, msg ?: "cannot start worker");
         }
 }
@@ -500,7 +525,7 @@ static int start_operator(Pipeline *p, const char *sha, const char *reason) {
         return 0;
 }
 
-int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason) {
+int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason, pipeline_done_cb done) {
         Pipeline *p;
         int r;
 
@@ -511,6 +536,7 @@ int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *r
                 return -ENOMEM;
         p->service = s;
         p->kind = kind;
+        p->done = done;
         if (state_set(&p->initial, s->state->current) < 0)
                 return pipeline_free(p), -ENOMEM;
         s->pipeline = p;
@@ -529,5 +555,5 @@ int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *r
 void pipeline_stop(Pipeline *p) {
         p->stopped = true;
         if (p->worker)
-                worker_stop(p->worker);
+                p->service->workers->stop(p->service->workers->impl, p->worker);
 }
