@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "protocol/job.h"
+#include "protocol/worker-result.h"
 #include "common/log.h"
 #include "paths.h"
 #include "common/util.h"
@@ -183,10 +183,13 @@ static int send_job(Worker *w, json_t *job) {
         return send(w->fd, text, n, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-/* One message from the worker: progress (passed on) or the result (kept). */
+/* One message from the worker: progress (passed on) or the reply (kept).
+ * Decoded strictly: a worker is not trusted to speak the protocol. */
 static void handle_message(Worker *w, const char *buf, ssize_t n) {
+        _cleanup_free_ char *why = NULL;
+        WorkerMessage m = {};
         json_error_t jerr;
-        json_t *msg, *progress;
+        json_t *msg;
 
         if (n > WORKER_MESSAGE_MAX)
                 return fail(w, "%s worker sent an oversized message", w->step);
@@ -195,14 +198,18 @@ static void handle_message(Worker *w, const char *buf, ssize_t n) {
                 json_decref(msg);
                 return fail(w, "%s worker sent garbage: %s", w->step, msg ? "not an object" : jerr.text);
         }
-        progress = json_object_get(msg, "progress");
-        if (json_is_object(progress) && !w->result) {
+        if (worker_message_decode(msg, &m, &why) < 0) {
+                json_decref(msg);
+                return fail(w, "%s worker broke protocol: %s", w->step, why ?: "out of memory");
+        }
+        worker_message_done(&m);
+        if (m.kind == WORKER_MESSAGE_PROGRESS && !w->result) {
                 if (w->progress)
-                        w->progress(job_uint64(progress, "bytes", 0), job_uint64(progress, "total", 0), w->userdata);
+                        w->progress(m.bytes, m.total, w->userdata);
                 json_decref(msg);
                 return;
         }
-        if (w->result || !json_is_boolean(json_object_get(msg, "ok"))) {
+        if (w->result || m.kind == WORKER_MESSAGE_PROGRESS) {
                 json_decref(msg);
                 return fail(w, "%s worker broke protocol", w->step);
         }
@@ -267,7 +274,7 @@ static void finish(Worker *w) {
                 .max_rss_kib = (uint64_t) w->usage.ru_maxrss,
                 .cpu_usec = timeval_usec(&w->usage.ru_utime) + timeval_usec(&w->usage.ru_stime),
         };
-        json_t *err;
+        WorkerMessage m = {};
 
         if (!w->error && !w->result)
                 w->error = describe_status(w->step, w->status);
@@ -275,12 +282,12 @@ static void finish(Worker *w) {
                 o.error = TAKE_PTR(w->error);
         } else {
                 o.result = TAKE_PTR(w->result);
-                o.ok = json_is_true(json_object_get(o.result, "ok"));
-                o.bad = job_bool(o.result, "bad", false);
-                err = json_object_get(o.result, "error");
+                (void) worker_message_decode(o.result, &m, NULL); /* checked when it came */
+                o.ok = m.kind == WORKER_MESSAGE_OK;
+                o.bad = m.bad;
                 if (!o.ok)
-                        o.error = strdup_printf("%s: %s", w->step,
-                                                json_is_string(err) ? json_string_value(err) : "failed without a reason");
+                        o.error = strdup_printf("%s: %s", w->step, m.error ?: "failed without a reason");
+                worker_message_done(&m);
                 if (!(WIFEXITED(w->status) && WEXITSTATUS(w->status) == 0))
                         log_warning("%s worker ended with status 0x%x after sending its result", w->step,
                                     (unsigned) w->status);

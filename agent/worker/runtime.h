@@ -5,7 +5,8 @@
 
 #include <stdint.h>
 
-#include "protocol/job.h"
+#include "protocol/worker-job.h"
+#include "protocol/worker-result.h"
 
 typedef struct WorkerContext WorkerContext;
 
