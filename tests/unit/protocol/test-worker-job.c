@@ -224,7 +224,6 @@ static void test_mistyped_fields(void **state) {
         expect_refused(m, WORKER_STEP_PRUNE, "field \"prune.protect\": expected an array");
         json_decref(m);
 
-        json_decref(m);
         m = json_array();
         expect_refused(m, WORKER_STEP_PRUNE, "message: not a JSON object");
 }
