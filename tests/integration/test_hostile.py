@@ -224,3 +224,9 @@ def test_hostile_fetch_worker_cannot_make_root_read_a_file(agent, mode, expect):
     assert nxt not in agent.releases()
     assert [n for n in agent.release_entries() if n.startswith(".")] == [], "staging left behind"
     assert os.stat(secret).st_mode & 0o777 == 0o600
+
+
+def test_hostile_fetch_hook_is_not_in_the_release_build():
+    worker = harness.REPO / "build" / "deploy-agent-worker"
+    assert b"DEPLOY_AGENT_DEBUG_HOSTILE_FETCH" not in worker.read_bytes()
+    assert b"DEPLOY_AGENT_DEBUG_HOSTILE_FETCH" in (harness.REPO / "build-debug" / "deploy-agent-worker").read_bytes()
