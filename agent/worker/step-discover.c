@@ -1,4 +1,4 @@
-/* step-discover.c: the discover worker (DESIGN.md section 3.1). Lists the
+/* step-discover.c: the discover worker (docs/design.md, "Steps"). Lists the
  * service's prefix, or reads its pointer object, and reports the newest
  * artifact with its ETag, LastModified, size and which sidecars exist, so
  * the supervisor can tell "nothing new" and "not ready yet" from a target.
