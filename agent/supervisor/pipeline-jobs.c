@@ -6,7 +6,6 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "supervisor/manager.h"
 
 #define WORKER_AS_LIMIT (UINT64_C(1) << 30)
 #define WORKER_NOFILE 256
@@ -81,7 +80,7 @@ static int job_finish(const WorkerJob *j, WorkerJob *ret_job, json_t **ret_msg) 
 }
 
 static S3Config s3_config(const Service *s) {
-        return manager_config(s->manager)->s3;
+        return s->config->s3;
 }
 
 int pipeline_job_discover(Service *s, WorkerJob *ret_job, json_t **ret_msg) {

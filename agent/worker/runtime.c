@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 
 #include "common/log.h"
-#include "worker/steps.h"
 #include "common/util.h"
 #include "worker/runtime.h"
 #include "worker/debug-hostile.h"
@@ -20,15 +19,6 @@ struct WorkerContext {
         const WorkerJob *job;
         bool dropped;
         uint64_t last_progress_usec;
-};
-
-static const step_fn steps[_WORKER_STEP_MAX] = {
-        [WORKER_STEP_DISCOVER] = step_discover,
-        [WORKER_STEP_FETCH] = step_fetch,
-        [WORKER_STEP_UNPACK] = step_unpack,
-        [WORKER_STEP_ACTIVATE] = step_activate,
-        [WORKER_STEP_RESTART] = step_restart,
-        [WORKER_STEP_PRUNE] = step_prune,
 };
 
 static int set_limit(int resource, uint64_t value) {
@@ -125,14 +115,14 @@ static json_t *reply(const WorkerResult *res) {
         return msg;
 }
 
-static json_t *run_step(WorkerContext *w) {
+static json_t *run_step(step_fn fn, WorkerContext *w) {
         _cleanup_free_ char *error = NULL;
         WorkerResult res = { .step = w->job->step };
         json_t *msg;
         bool bad = false;
         int r;
 
-        r = steps[w->job->step](w->job, w, &res, &bad, &error);
+        r = fn(w->job, w, &res, &bad, &error);
         if (r >= 0 && !w->dropped)
                 msg = worker_failure_encode("internal error: step did not drop privileges", false);
         else if (r < 0)
@@ -174,7 +164,7 @@ static int decode_job(WorkerStep step, WorkerJob *ret) {
         return r;
 }
 
-int worker_main(const char *step_name) {
+int worker_main(const char *step_name, step_fn fn) {
         static char prefix[64];
         int step = worker_step_from_string(step_name);
         json_auto_t *result = NULL;
@@ -184,7 +174,7 @@ int worker_main(const char *step_name) {
 
         snprintf(prefix, sizeof prefix, "worker %s", step_name);
         log_set_prefix(prefix);
-        if (step < 0)
+        if (step < 0 || !fn)
                 return log_error("unknown step \"%s\"", step_name), 2;
         if (fstat(WORKER_FD, &st) < 0 || !S_ISSOCK(st.st_mode))
                 return log_error("fd %d is not the supervisor's socket: run by deploy-agent only", WORKER_FD), 2;
@@ -195,7 +185,7 @@ int worker_main(const char *step_name) {
         w.job = &job;
         log_set_max_level(job.log_level);
         log_set_context(job.service, job_sha(&job), step_name);
-        result = run_step(&w);
+        result = run_step(fn, &w);
         if (result)
                 send_message(result);
         worker_job_done(&job);

@@ -11,9 +11,6 @@
 #include "protocol/worker-result.h"
 #include "worker/runtime.h"
 
-typedef int (*step_fn)(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad,
-                       char **ret_error);
-
 int step_discover(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error);
 int step_fetch(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error);
 int step_unpack(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error);
