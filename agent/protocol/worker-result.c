@@ -198,50 +198,6 @@ json_t *worker_progress_encode(uint64_t bytes, uint64_t total) {
         return json_pack("{s:{s:I,s:I}}", "progress", "bytes", (json_int_t) bytes, "total", (json_int_t) total);
 }
 
-static void progress_decode(WireReader *parent, WorkerMessage *m) {
-        WireReader rd;
-
-        wire_reader_sub(parent, "progress", &rd);
-        wire_uint64(&rd, "bytes", COUNT_MAX, &m->bytes);
-        wire_uint64(&rd, "total", COUNT_MAX, &m->total);
-        wire_reader_close(&rd, parent);
-}
-
-int worker_message_decode(json_t *msg, WorkerMessage *ret, char **ret_error) {
-        WorkerMessage m = {};
-        WireReader rd;
-        bool ok = false;
-        int r;
-
-        wire_reader_init(&rd, msg, "");
-        if (json_object_get(msg, "progress")) {
-                m.kind = WORKER_MESSAGE_PROGRESS;
-                progress_decode(&rd, &m);
-        } else {
-                wire_bool(&rd, "ok", &ok);
-                if (ok) {
-                        json_t *body = NULL;
-                        m.kind = WORKER_MESSAGE_OK;
-                        wire_object(&rd, "result", &body); /* its fields: worker_result_decode() */
-                } else {
-                        m.kind = WORKER_MESSAGE_FAILED;
-                        wire_string(&rd, "error", &m.error);
-                        wire_bool(&rd, "bad", &m.bad);
-                }
-        }
-        r = wire_reader_end(&rd, ret_error);
-        if (r < 0) {
-                worker_message_done(&m);
-                return r;
-        }
-        *ret = m;
-        return 0;
-}
-
-void worker_message_done(WorkerMessage *m) {
-        m->error = mfree(m->error);
-}
-
 static void body_decode(WireReader *parent, WorkerResult *res) {
         WireReader rd;
 

@@ -90,23 +90,9 @@ json_t *worker_progress_encode(uint64_t bytes, uint64_t total);
 
 /* ---- the supervisor's side ---- */
 
-typedef enum WorkerMessageKind {
-        WORKER_MESSAGE_PROGRESS,
-        WORKER_MESSAGE_OK,             /* the step's fields wait for worker_result_decode() */
-        WORKER_MESSAGE_FAILED,
-} WorkerMessageKind;
-
-typedef struct WorkerMessage {
-        WorkerMessageKind kind;
-        uint64_t bytes;                /* progress */
-        uint64_t total;
-        char *error;                   /* failed */
-        bool bad;                      /* failed */
-} WorkerMessage;
-
-/* Any message a worker may send; -EBADMSG naming the field otherwise. */
-int worker_message_decode(json_t *msg, WorkerMessage *ret, char **ret_error);
-void worker_message_done(WorkerMessage *m);
+/* The worker pool tells progress from the reply and reads a failure's
+ * "error" and "bad" (supervisor/worker-pool.c); the pipeline decodes a
+ * successful reply here, strictly, against the step it ran. */
 
 /* The step's fields of an {"ok":true,...} reply from a worker of step. */
 int worker_result_decode(json_t *msg, WorkerStep step, WorkerResult *ret, char **ret_error);

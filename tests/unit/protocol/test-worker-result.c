@@ -88,10 +88,7 @@ static void test_round_trip_every_step(void **state) {
                 json_auto_t *m1 = encoded(&r), *m2 = NULL;
                 _cleanup_free_ char *error = NULL;
                 WorkerJob j = job_for((WorkerStep) step);
-                WorkerMessage m = {};
 
-                assert_int_equal(worker_message_decode(m1, &m, &error), 0);
-                assert_int_equal(m.kind, WORKER_MESSAGE_OK);
                 assert_int_equal(worker_result_decode(m1, (WorkerStep) step, &back, &error), 0);
                 assert_null(error);
                 m2 = encoded(&back);
@@ -123,43 +120,14 @@ static void test_round_trip_fields(void **state) {
         worker_result_done(&back);
 }
 
+/* The shapes the worker pool reads (worker-pool.c). */
 static void test_progress_and_failure_messages(void **state) {
         json_auto_t *p = worker_progress_encode(10, 100), *f = worker_failure_encode("sha256 mismatch", true);
-        WorkerMessage m = {};
+        json_auto_t *p_want = json_loads("{\"progress\":{\"bytes\":10,\"total\":100}}", 0, NULL);
+        json_auto_t *f_want = json_loads("{\"ok\":false,\"error\":\"sha256 mismatch\",\"bad\":true}", 0, NULL);
 
-        assert_int_equal(worker_message_decode(p, &m, NULL), 0);
-        assert_int_equal(m.kind, WORKER_MESSAGE_PROGRESS);
-        assert_int_equal(m.bytes, 10);
-        assert_int_equal(m.total, 100);
-        assert_int_equal(worker_message_decode(f, &m, NULL), 0);
-        assert_int_equal(m.kind, WORKER_MESSAGE_FAILED);
-        assert_true(m.bad);
-        assert_string_equal(m.error, "sha256 mismatch");
-        worker_message_done(&m);
-}
-
-static void expect_message_refused(const char *text, const char *want) {
-        json_auto_t *msg = json_loads(text, 0, NULL);
-        _cleanup_free_ char *error = NULL;
-        WorkerMessage m = {};
-
-        assert_non_null(msg);
-        assert_int_equal(worker_message_decode(msg, &m, &error), -EBADMSG);
-        if (!error || !strstr(error, want))
-                fail_msg("error \"%s\" does not say \"%s\"", strempty(error), want);
-        assert_null(m.error);
-}
-
-static void test_messages_refused(void **state) {
-        expect_message_refused("{\"progress\":{\"bytes\":1}}", "field \"progress.total\": missing");
-        expect_message_refused("{\"progress\":{\"bytes\":1,\"total\":2,\"x\":3}}", "unknown field \"progress.x\"");
-        expect_message_refused("{\"progress\":{\"bytes\":-1,\"total\":2}}", "field \"progress.bytes\": -1 is out");
-        expect_message_refused("{\"ok\":true}", "field \"result\": missing");
-        expect_message_refused("{\"ok\":true,\"result\":[]}", "field \"result\": expected an object");
-        expect_message_refused("{\"ok\":\"yes\",\"result\":{}}", "field \"ok\": expected true or false");
-        expect_message_refused("{\"ok\":false,\"error\":\"x\"}", "field \"bad\": missing");
-        expect_message_refused("{\"ok\":false,\"error\":\"x\",\"bad\":false,\"path\":\"/\"}", "unknown field \"path\"");
-        expect_message_refused("{\"result\":{}}", "field \"ok\": missing");
+        assert_true(json_equal(p, p_want));
+        assert_true(json_equal(f, f_want));
 }
 
 static void expect_result_refused(const char *text, WorkerStep step, const char *want) {
@@ -253,7 +221,6 @@ int main(void) {
                 cmocka_unit_test(test_round_trip_every_step),
                 cmocka_unit_test(test_round_trip_fields),
                 cmocka_unit_test(test_progress_and_failure_messages),
-                cmocka_unit_test(test_messages_refused),
                 cmocka_unit_test(test_results_refused),
                 cmocka_unit_test(test_result_checked_against_job),
         };
