@@ -39,12 +39,6 @@ static void s3_decode(WireReader *parent, S3Config *c) {
 }
 
 /* Secrets are wiped, not just freed: a core dump should not carry them. */
-static void free_secret(char *s) {
-        if (s)
-                explicit_bzero(s, strlen(s));
-        free(s);
-}
-
 static void s3_done(S3Config *c) {
         free(c->region);
         free(c->endpoint);

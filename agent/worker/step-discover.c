@@ -33,13 +33,6 @@ static void artifact_done(Artifact *a) {
         free(a->etag);
 }
 
-/* Keep the first message: s3 and the parsers explain themselves. */
-static int fail(char **ret_error, int r, const char *what) {
-        if (ret_error && *ret_error)
-                return r;
-        return error_set(ret_error, r, "%s: %s", what, strerror(-r));
-}
-
 static int artifact_cb(const S3Object *o, void *userdata) {
         Artifact *a = userdata;
         size_t n = strlen(a->key);
@@ -182,16 +175,16 @@ int step_discover(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, boo
         *ret_bad = false;              /* a listing or a pointer is never an artifact's fault */
         r = s3_client_new(&j->s3, &c, ret_error);
         if (r < 0)
-                return fail(ret_error, r, "S3 client");
+                return error_context(ret_error, r, "S3 client");
         r = worker_drop_privileges(w);
         if (r < 0)
-                return fail(ret_error, r, "dropping privileges");
+                return error_context(ret_error, r, "dropping privileges");
         if (j->select == SELECT_POINTER)
                 r = discover_pointer(c, j, &ret->discover, ret_error);
         else
                 r = discover_newest(c, j, &ret->discover, ret_error);
         log_stats(c);
         if (r < 0)
-                return fail(ret_error, r, "discover");
+                return error_context(ret_error, r, "discover");
         return 0;
 }

@@ -48,13 +48,6 @@ static void expect_done(Expect *e) {
         minisign_signature_done(&e->sig);
 }
 
-/* Keep the first message: s3 and the parsers explain themselves. */
-static int fail(char **ret_error, int r, const char *what) {
-        if (ret_error && *ret_error)
-                return r;
-        return error_set(ret_error, r, "%s: %s", what, strerror(-r));
-}
-
 static int parse_keys(const char *keys, Fetch *j, char **ret_error) {
         if (isempty(keys))
                 return 0;
@@ -189,7 +182,7 @@ static int fetch_acquire(const Fetch *j, int *ret_dir_fd, S3Client **ret_client,
                 return error_set(ret_error, -errno, "cannot open %s: %m", j->downloads_dir);
         r = s3_client_new(j->s3, ret_client, ret_error);
         if (r < 0)
-                return fail(ret_error, r, "S3 client");
+                return error_context(ret_error, r, "S3 client");
         *ret_dir_fd = TAKE_FD(dir_fd);
         return 0;
 }
@@ -212,19 +205,19 @@ static int download_and_verify(S3Client *c, const Fetch *j, FetchDownload *d, bo
         int r;
 
         if (j->checksum && (r = fetch_checksum(c, j, &e, ret_error)) < 0)
-                return fail(ret_error, r, "checksum sidecar");
+                return error_context(ret_error, r, "checksum sidecar");
         if (j->n_keys > 0 && (r = fetch_signature(c, j, &e, ret_bad, ret_error)) < 0)
-                return fail(ret_error, r, "signature");
+                return error_context(ret_error, r, "signature");
         r = fetch_download(d, ret_error);
         if (r < 0 && !d->keep_part)
                 fetch_download_discard(d);
         if (r < 0)
-                return fail(ret_error, r, "download");
+                return error_context(ret_error, r, "download");
         log_stats(j, d, c);
         r = verify(j, d, &e, ret_bad, ret_error);
         if (r < 0) {
                 fetch_download_discard(d);
-                return fail(ret_error, r, "verify");
+                return error_context(ret_error, r, "verify");
         }
         file = strdup_printf("%s%s", j->sha, j->suffix);
         if (!file)
@@ -249,7 +242,7 @@ int step_fetch(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *
                 return r;
         r = worker_drop_privileges(w);
         if (r < 0)
-                return fail(ret_error, r, "dropping privileges");
+                return error_context(ret_error, r, "dropping privileges");
         file = strdup_printf("%s%s", j.sha, j.suffix);
         part = strdup_printf("%s%s.part", j.sha, j.suffix);
         if (!file || !part)
@@ -264,5 +257,5 @@ int step_fetch(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *
                 return r;
         debug_hostile_fetch_plant(dir_fd, file);
         r = fetch_result(&j, &d, &ret->fetch);
-        return r < 0 ? fail(ret_error, r, "result") : 0;
+        return r < 0 ? error_context(ret_error, r, "result") : 0;
 }
