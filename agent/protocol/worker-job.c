@@ -381,6 +381,8 @@ int worker_job_decode(json_t *msg, WorkerStep step, WorkerJob *ret, char **ret_e
 }
 
 void worker_job_done(WorkerJob *j) {
+        WorkerStep step;
+
         switch (j->step) {
         case WORKER_STEP_DISCOVER: discover_done(&j->discover); break;
         case WORKER_STEP_FETCH: fetch_done(&j->fetch); break;
@@ -391,5 +393,7 @@ void worker_job_done(WorkerJob *j) {
         default: break;
         }
         free(j->service);
-        *j = (WorkerJob) { .step = j->step };
+        step = j->step;
+        memset(j, 0, sizeof *j); /* done twice is harmless */
+        j->step = step;
 }

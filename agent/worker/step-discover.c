@@ -81,6 +81,8 @@ static int result_found(const char *sha, const Artifact *a, const char *pointer_
 /* The pointer did not change since pointer_etag: the supervisor keeps the
  * target it derived from it last time. */
 static int result_not_modified(const char *pointer_etag, DiscoverResult *ret) {
+        if (!pointer_etag)
+                return -EPROTO; /* a 304 answers only a conditional GET */
         *ret = (DiscoverResult) { .not_modified = true, .pointer_etag = strdup(pointer_etag) };
         return ret->pointer_etag ? 0 : -ENOMEM;
 }
