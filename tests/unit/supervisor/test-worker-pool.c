@@ -273,7 +273,7 @@ static void test_done_frees(void **unused) {
 
 /* The fake pool of the pipeline's tests answers as the real reading does. */
 static void check_fake(const char *step, Outcome how, const char *answer, int status, uint64_t timeout_usec) {
-        WorkerOutcome fake = outcome(step, how);
+        WorkerOutcome fake = outcome(step, NULL, how);
         Reader x;
 
         reader_init(&x, step);
