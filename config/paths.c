@@ -11,20 +11,30 @@
 #include "config/config-internal.h"
 #include "common/util.h"
 
+static bool has_dotdot(const char *path) {
+        for (const char *p = path; *p; p += strspn(p, "/")) {
+                size_t n = strcspn(p, "/");
+
+                if (n == 2 && p[0] == '.' && p[1] == '.')
+                        return true;
+                p += n;
+        }
+        return false;
+}
+
 int config_path_normalize(char *path, char **ret_problem) {
         char *w = path;
         const char *p = path;
 
         if (path[0] != '/')
                 return error_set(ret_problem, -EINVAL, "must be an absolute path, got \"%s\"", path);
+        if (has_dotdot(path))
+                return error_set(ret_problem, -EINVAL, "must not contain \"..\", got \"%s\"", path);
         while (*p) {
                 size_t n;
 
-                while (*p == '/')
-                        p++;
+                p += strspn(p, "/");
                 n = strcspn(p, "/");
-                if (n == 2 && p[0] == '.' && p[1] == '.')
-                        return error_set(ret_problem, -EINVAL, "must not contain \"..\", got \"%s\"", path);
                 if (n > 1 || (n == 1 && p[0] != '.')) {
                         *w++ = '/';
                         memmove(w, p, n);

@@ -640,6 +640,9 @@ static void test_paths_normalized(void **state) {
         load_fails(SVC("api", "/."), 3, "[service \"api\"] root: must not be the root directory", NULL);
         load_fails(SVC("api", "//./"), 3, "root: must not be the root directory", NULL);
         load_fails(SVC("api", "/srv/api/../../etc"), 3, "root: must not contain \"..\"", NULL);
+        load_fails(SVC("api", "/srv//./api/../x"), 3, "root: must not contain \"..\", got \"/srv//./api/../x\"", NULL);
+        load_fails(SVC("api", "/srv/api/.."), 3, "root: must not contain \"..\"", NULL);
+        config_free(load_ok(SVC("api", "/srv/..api/x..") SVC("web", "/srv/.web")));
         load_fails(SVC("api", "srv/api"), 3, "root: must be an absolute path", NULL);
 }
 
