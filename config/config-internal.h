@@ -75,8 +75,7 @@ typedef struct SectionInfo {
 /* The lines of the keys that the checks across sections name. */
 typedef struct ConfigLines {
         const char *path;
-        unsigned state_dir;           /* 0: not set in the file */
-        const unsigned *roots;        /* per service */
+        const unsigned *roots;        /* per service: the line of its root */
         ConfigReport report;
         void *userdata;
 } ConfigLines;

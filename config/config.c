@@ -2,11 +2,11 @@
  * Every problem in the file is reported, sorted by line, each naming file,
  * line, section and key: "deploy.ini:12: [service \"api\"] root: ...".
  *
- * The file is read line by line here (syntax.c splits a line): Debian's
- * libinih has no line numbers in the handler, treats indented lines as
- * continuations, only knows ';' inline comments and stops at nothing we
- * could recover from. Section headers are checked here, so empty sections
- * are seen too. */
+ * The file is read line by line here (syntax.c splits a line), not by
+ * inih: Debian's libinih has no line numbers in the handler, treats indented
+ * lines as continuations, only knows ';' inline comments, and cannot give a
+ * quoted value back with its blanks. Section headers are checked here, so
+ * empty sections are seen too. */
 #define _GNU_SOURCE
 #include <ctype.h>
 
@@ -41,7 +41,7 @@ typedef struct ParseContext {
         void *section_base;
         unsigned key_lines[SECTION_ITEMS_MAX];
         bool key_failed[SECTION_ITEMS_MAX];
-        unsigned agent_line, s3_line, state_dir_line;
+        unsigned agent_line, s3_line;
         unsigned root_lines[SERVICES_MAX];
         bool addressing_set;
 
@@ -101,8 +101,6 @@ static void section_finish(ParseContext *ctx) {
         size_t i;
         int r = 0;
 
-        if (ctx->kind == SECTION_AGENT && config_item_find(SECTION_AGENT, "state_dir", &i))
-                ctx->state_dir_line = ctx->key_lines[i];
         if (ctx->kind == SECTION_S3)
                 r = config_check_s3(&ctx->config->s3, ctx->addressing_set, &info);
         else if (ctx->kind == SECTION_SERVICE) {
@@ -295,7 +293,7 @@ static int config_parse(ParseContext *ctx) {
                                                    ctx->path));
         else
                 r = config_check_paths(ctx->config, &(ConfigLines) { .path = ctx->path,
-                                       .state_dir = ctx->state_dir_line, .roots = ctx->root_lines,
+                                       .roots = ctx->root_lines,
                                        .report = report_taken, .userdata = ctx });
         return r < 0 ? r : ctx->error_r;
 }
