@@ -1,7 +1,7 @@
 /* supervisor-fixture.h: what the supervisor's unit tests share: a scratch
  * directory (in /tmp: the config refuses roots and state_dir under /dev,
- * /dev/shm included), a config loaded from text, a service built on a fake worker pool,
- * and the fake itself. Included by one test program each, so its functions
+ * /dev/shm included), a config loaded from text, a service built on a fake
+ * worker pool, and the fake itself. Included by one test program each, so its functions
  * are static inline (not every test uses all). The fake answers through the
  * worker_done_cb the real pool uses: outcome() is the one place that knows
  * what a worker's result looks like. */
