@@ -288,13 +288,10 @@ static int config_parse(ParseContext *ctx) {
         if (r < 0)
                 return fail(ctx, "read error: %s", strerror(-r)), r;
         section_finish(ctx);
-        if (ctx->config->n_services == 0)
-                report_taken(ctx, 0, strdup_printf("%s: no [service \"NAME\"] section, nothing to deploy",
-                                                   ctx->path));
-        else
-                r = config_check_paths(ctx->config, &(ConfigLines) { .path = ctx->path,
-                                       .roots = ctx->root_lines,
-                                       .report = report_taken, .userdata = ctx });
+        /* No service is valid: a freshly installed package's file has none
+         * yet, and the agent idles until one is added and it is reloaded. */
+        r = config_check_paths(ctx->config, &(ConfigLines) { .path = ctx->path, .roots = ctx->root_lines,
+                                                             .report = report_taken, .userdata = ctx });
         return r < 0 ? r : ctx->error_r;
 }
 
