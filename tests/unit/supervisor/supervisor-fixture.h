@@ -1,7 +1,7 @@
 /* supervisor-fixture.h: what the supervisor's unit tests share: a scratch
- * directory (on /dev/shm when there is one: state.json is fsynced at every
- * step), a config loaded from text, a service built on a fake worker pool,
- * and the fake itself. Included by one test program each, so its functions
+ * directory (in /tmp: the config refuses roots and state_dir under /dev,
+ * /dev/shm included), a config loaded from text, a service built on a fake
+ * worker pool, and the fake itself. Included by one test program each, so its functions
  * are static inline (not every test uses all). The fake answers through the
  * worker_done_cb the real pool uses: outcome() is the one place that knows
  * what a worker's result looks like. */
@@ -36,12 +36,10 @@
 /* ---- scratch directory ---- */
 
 static inline char *fixture_mkdtemp(void) {
-        char dir[] = "/dev/shm/test-supervisor-XXXXXX", alt[] = "/tmp/test-supervisor-XXXXXX";
+        char dir[] = "/tmp/test-supervisor-XXXXXX";
 
-        if (mkdtemp(dir))
-                return strdup(dir);
-        assert_non_null(mkdtemp(alt));
-        return strdup(alt);
+        assert_non_null(mkdtemp(dir));
+        return strdup(dir);
 }
 
 static inline void fixture_rmdir(const char *dir) {
