@@ -13,7 +13,7 @@ PYTHON     ?= /usr/bin/python3
 
 CC      ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS    := libcurl libarchive libsystemd inih jansson libsodium expat
+PKGS    := libcurl libarchive libsystemd jansson libsodium expat
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wmissing-declarations -Wcast-qual -Wpointer-arith -Wformat=2 \
            -Wno-unused-parameter
