@@ -254,18 +254,15 @@ static void prune_decode(WireReader *rd, PruneJob *j) {
         json_array_foreach(protect, i, v) {
                 if (!json_is_string(v) || !sha_is_valid(json_string_value(v)))
                         return wire_fail(rd, "protect", "element %zu is not a sha", i);
-                j->protect[j->n_protect] = strdup(json_string_value(v));
-                if (!j->protect[j->n_protect])
-                        return wire_fail(rd, "protect", "out of memory");
-                j->n_protect++;
+                if (j->n_protect >= PRUNE_PROTECT_MAX)
+                        return wire_fail(rd, "protect", "more than %d shas", PRUNE_PROTECT_MAX);
+                strcpy(j->protect[j->n_protect++], json_string_value(v)); /* valid: at most 40 */
         }
 }
 
 static void prune_done(PruneJob *j) {
         free(j->root);
         free(j->downloads_dir);
-        for (size_t i = 0; i < j->n_protect; i++)
-                free(j->protect[i]);
 }
 
 /* ---- the envelope ---- */

@@ -93,12 +93,13 @@ typedef struct RestartJob {
 } RestartJob;
 
 #define PRUNE_PROTECT_MAX 4
+#define SHA_MAX_LEN 40 /* sha_is_valid(): 7 to 40 hex digits */
 
 typedef struct PruneJob {
         char *root;
         char *downloads_dir;
         uint64_t keep;
-        char *protect[PRUNE_PROTECT_MAX];  /* shas never removed */
+        char protect[PRUNE_PROTECT_MAX][SHA_MAX_LEN + 1]; /* shas never removed */
         size_t n_protect;
 } PruneJob;
 

@@ -156,6 +156,7 @@ int pipeline_job_prune(Service *s, WorkerJob *ret_job, json_t **ret_msg) {
         };
         for (size_t i = 0; i < ELEMENTSOF(protect); i++)
                 if (protect[i])
-                        j.prune.protect[j.prune.n_protect++] = protect[i];
+                        snprintf(j.prune.protect[j.prune.n_protect++], sizeof j.prune.protect[0],
+                                 "%s", protect[i]);
         return job_finish(&j, ret_job, ret_msg);
 }
