@@ -13,16 +13,13 @@
 #include "common/fs-util.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "protocol/job.h"
 #include "worker/steps.h"
 
-#define CLEANUP_NAMES_MAX 32           /* names reported; the count has them all */
-#define CLEANUP_BUDGET_DEFAULT_USEC (5 * USEC_PER_SEC)
+#define CLEANUP_NAMES_MAX 32           /* names logged; the count has them all */
 
 typedef struct Cleanup {
         uint64_t deadline_usec;        /* CLOCK_MONOTONIC */
-        unsigned count;
-        json_t *removed;               /* "releases/.trash-…", at most CLEANUP_NAMES_MAX */
+        uint64_t count;
 } Cleanup;
 
 static bool has_prefix(const char *s, const char *prefix) {
@@ -36,9 +33,9 @@ static bool has_suffix(const char *s, const char *suffix) {
 }
 
 static void note_removed(Cleanup *c, const char *where, const char *name) {
-        c->count++;
-        if (json_array_size(c->removed) < CLEANUP_NAMES_MAX)
-                json_array_append_new(c->removed, json_sprintf("%s/%s", where, name));
+        /* the names stay here: no result carries a path (protocol/worker-result.h) */
+        if (c->count++ < CLEANUP_NAMES_MAX)
+                log_info("cleanup: removed %s/%s", where, name);
 }
 
 static bool out_of_time(const Cleanup *c) {
@@ -129,20 +126,18 @@ static int open_dir(const char *path) {
         return fd < 0 && path ? -errno : fd;
 }
 
-int step_cleanup(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
-        const char *root = job_string(job, "root");
-        uint64_t budget = job_uint64(job, "budget_usec", CLEANUP_BUDGET_DEFAULT_USEC);
-        _cleanup_free_ char *releases = root ? strdup_printf("%s/releases", root) : NULL;
-        _cleanup_close_ int root_fd = open_dir(root), releases_fd = open_dir(releases),
-                            downloads_fd = open_dir(job_string(job, "downloads_dir"));
-        json_auto_t *removed = json_array();
-        Cleanup c = { .deadline_usec = now_usec(CLOCK_MONOTONIC) + budget, .removed = removed };
+int step_cleanup(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error) {
+        const CleanupJob *j = &job->cleanup;
+        _cleanup_free_ char *releases = strdup_printf("%s/releases", j->root);
+        _cleanup_close_ int root_fd = open_dir(j->root), releases_fd = open_dir(releases),
+                            downloads_fd = open_dir(j->downloads_dir);
+        Cleanup c = { .deadline_usec = now_usec(CLOCK_MONOTONIC) + j->budget_usec };
         int r = 0;
 
-        if (!root || !releases || !removed)
-                return error_set(ret_error, -EINVAL, "invalid cleanup job");
+        if (!releases)
+                return error_set(ret_error, -ENOMEM, "out of memory");
         if (root_fd < 0 && root_fd != -ENOENT)
-                return error_set(ret_error, root_fd, "open %s: %s", root, strerror(-root_fd));
+                return error_set(ret_error, root_fd, "open %s: %s", j->root, strerror(-root_fd));
         r = worker_drop_privileges(w);
         if (r < 0)
                 return error_set(ret_error, r, "cannot drop privileges");
@@ -154,8 +149,7 @@ int step_cleanup(const json_t *job, WorkerContext *w, json_t **ret_result, bool 
                 r = remove_stale_parts(&c, downloads_fd);
         if (r == -ETIME)
                 log_info("cleanup: out of its %llu ms budget; the rest goes at the next pass",
-                         (unsigned long long) (budget / USEC_PER_MSEC));
-        *ret_result = json_pack("{s:O,s:I,s:b}", "removed", removed, "count", (json_int_t) c.count,
-                                "complete", r != -ETIME);
+                         (unsigned long long) (j->budget_usec / USEC_PER_MSEC));
+        ret->cleanup = (CleanupResult) { .removed = c.count, .complete = r != -ETIME };
         return 0;
 }
