@@ -1,5 +1,5 @@
 # deploy-agent build. `make`, `make test`, `make install DESTDIR=... PREFIX=...`,
-# `make demo`, `make bench`, `make asan-test`.
+# `make demo`, `make bench`, `make asan-test`, `make fuzz`, `make fuzz-regress`.
 PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
 BINDIR     ?= $(PREFIX)/bin
@@ -89,6 +89,48 @@ asan-test:
 	  OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  HARDEN="-fstack-protector-strong" LDFLAGS="-fsanitize=address,undefined" unit-test
 
+# libFuzzer targets (tests/fuzz/fuzz-NAME.c), built with ASan and UBSan in
+# their own build directory. `make fuzz` runs each for FUZZ_SECONDS; new
+# inputs go to build-fuzz/corpus/NAME, crashes to build-fuzz/crashes/.
+# `make fuzz-regress` replays each seed corpus (tests/fuzz/corpus/NAME) and
+# every kept crash reproducer (tests/fuzz/regressions/NAME) once.
+FUZZ_BUILD   := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz-%.c,%,$(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz-%,$(FUZZ_TARGETS))
+
+fuzz-build:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang HARDEN="-fstack-protector-strong" \
+	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+	  LDFLAGS="-fsanitize=fuzzer $(FUZZ_SAN)" fuzz-bins
+
+fuzz-bins: $(FUZZ_BINS)
+
+$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(BUILD)/libdeploy.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -I$(BUILD) $(LDFLAGS) -o $@ $< $(BUILD)/libdeploy.a $(LDLIBS)
+
+# Scratch files of the targets (config, state.json, unpacked trees) go to
+# memory when it can: state_save and unpack fsync every write.
+FUZZ_ENV = TMPDIR=$$([ -w /dev/shm ] && echo /dev/shm || echo $${TMPDIR:-/tmp})
+
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crashes; \
+	  $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -timeout=30 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t- $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
+	done
+
+fuzz-regress: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  files=$$(find tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t -type f 2>/dev/null || true); \
+	  echo "== fuzz-regress $$t ($$(echo "$$files" | grep -c .) inputs)"; \
+	  [ -z "$$files" ] || $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz/fuzz-$$t -timeout=30 $$files >$(FUZZ_BUILD)/regress-$$t.log 2>&1 || \
+	    { tail -n 60 $(FUZZ_BUILD)/regress-$$t.log; exit 1; }; \
+	done
+
 # The agent with debug-only hooks (SIGUSR2 stalls the event loop, for the
 # watchdog test). Never installed.
 debug:
@@ -120,7 +162,8 @@ install: all
 	  s=$${m##*.}; install -D -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
 
 clean:
-	rm -rf build build-asan build-debug
+	rm -rf build build-asan build-debug $(FUZZ_BUILD)
 
-.PHONY: debug all test unit-test integration-test asan-test demo bench bench-control install clean FORCE
+.PHONY: debug all test unit-test integration-test asan-test demo bench bench-control install clean FORCE \
+        fuzz fuzz-build fuzz-bins fuzz-regress
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
