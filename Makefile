@@ -94,6 +94,7 @@ asan-test:
 # inputs go to build-fuzz/corpus/NAME, crashes to build-fuzz/crashes/.
 # `make fuzz-regress` replays each seed corpus (tests/fuzz/corpus/NAME) and
 # every kept crash reproducer (tests/fuzz/regressions/NAME) once.
+# FUZZ_ONLY="config state" limits either to those targets.
 FUZZ_BUILD   := build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz-%.c,%,$(wildcard tests/fuzz/fuzz-*.c))
@@ -111,25 +112,11 @@ $(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(BUILD)/libdeploy.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -I$(BUILD) $(LDFLAGS) -o $@ $< $(BUILD)/libdeploy.a $(LDLIBS)
 
-# Scratch files of the targets (config, state.json, unpacked trees) go to
-# memory when it can: state_save and unpack fsync every write.
-FUZZ_ENV = TMPDIR=$$([ -w /dev/shm ] && echo /dev/shm || echo $${TMPDIR:-/tmp})
-
 fuzz: fuzz-build
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
-	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crashes; \
-	  $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -timeout=30 -print_final_stats=1 \
-	    -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t- $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
-	done
+	bash scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_BUILD) $(FUZZ_ONLY)
 
 fuzz-regress: fuzz-build
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	  files=$$(find tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t -type f 2>/dev/null || true); \
-	  echo "== fuzz-regress $$t ($$(echo "$$files" | grep -c .) inputs)"; \
-	  [ -z "$$files" ] || $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz/fuzz-$$t -timeout=30 $$files >$(FUZZ_BUILD)/regress-$$t.log 2>&1 || \
-	    { tail -n 60 $(FUZZ_BUILD)/regress-$$t.log; exit 1; }; \
-	done
+	bash scripts/fuzz.sh regress $(FUZZ_BUILD) $(FUZZ_ONLY)
 
 # The agent with debug-only hooks (SIGUSR2 stalls the event loop, for the
 # watchdog test). Never installed.
