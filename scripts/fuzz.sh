@@ -31,7 +31,11 @@ for t in "${targets[@]}"; do
                         -artifact_prefix="$build/crashes/$t-" "$build/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1
                 rc=$?
                 runs=$(sed -n 's/^stat::number_of_executed_units: //p' "$log")
-                echo "fuzz $t: ${runs:-?} executions in ${seconds}s$([ $rc -eq 0 ] || echo ", FAILED (log: $log)")"
+                if [ $rc -eq 0 ]; then
+                        echo "fuzz $t: ${runs:-?} executions in ${seconds}s"
+                else
+                        echo "fuzz $t: FAILED after ${runs:-?} executions (log: $log)"
+                fi
         else
                 mapfile -t files < <(find "tests/fuzz/corpus/$t" "tests/fuzz/regressions/$t" -type f 2>/dev/null | sort)
                 if [ ${#files[@]} -eq 0 ]; then
