@@ -27,16 +27,22 @@ static inline void fuzz_dir_remove(void) {
                 fprintf(stderr, "fuzz: could not remove %s\n", fuzz_dir);
 }
 
-static inline const char *fuzz_scratch_dir(void) {
+/* The scratch directory, made on first use in parent. */
+static inline const char *fuzz_scratch_dir_in(const char *parent) {
         if (!fuzz_dir[0]) {
-                const char *tmp = getenv("TMPDIR");
-
-                snprintf(fuzz_dir, sizeof fuzz_dir, "%s/deploy-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+                snprintf(fuzz_dir, sizeof fuzz_dir, "%s/deploy-fuzz-XXXXXX", parent);
                 if (!mkdtemp(fuzz_dir))
                         abort();
                 atexit(fuzz_dir_remove);
         }
         return fuzz_dir;
+}
+
+/* In $TMPDIR (scripts/fuzz.sh points it at /dev/shm), else /tmp. */
+static inline const char *fuzz_scratch_dir(void) {
+        const char *tmp = getenv("TMPDIR");
+
+        return fuzz_scratch_dir_in(tmp && *tmp ? tmp : "/tmp");
 }
 
 /* Writes data to path, replacing it; aborts on failure (the harness is broken then). */
