@@ -73,7 +73,7 @@ $(BUILD)/deployctl: $(BUILD)/agent/ctl/deployctl.o $(BUILD)/libdeploy.a
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdeploy.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -I$(BUILD) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) -I$(BUILD) -MMD -MP -o $@ $< $(BUILD)/libdeploy.a $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 unit-test: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -123,6 +123,10 @@ fuzz-regress: fuzz-build
 debug:
 	$(MAKE) BUILD=build-debug OPT="-O1 -g -DDEPLOY_AGENT_DEBUG" all
 
+# No cycle among the modules of agent/ and config/, from the #include lines.
+include-graph:
+	$(PYTHON) scripts/include-graph.py
+
 demo:
 	bash scripts/demo.sh
 
@@ -151,6 +155,6 @@ install: all
 clean:
 	rm -rf build build-asan build-debug $(FUZZ_BUILD)
 
-.PHONY: debug all test unit-test integration-test asan-test demo bench bench-control install clean FORCE \
+.PHONY: debug all test unit-test integration-test asan-test include-graph demo bench bench-control install clean FORCE \
         fuzz fuzz-build fuzz-bins fuzz-regress
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

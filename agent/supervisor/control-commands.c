@@ -5,17 +5,17 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "supervisor/control.h"
+#include "supervisor/control-commands.h"
 #include "common/fs-util.h"
 #include "common/log.h"
 #include "supervisor/manager.h"
 #include "supervisor/pipeline.h"
 #include "supervisor/service.h"
+#include "supervisor/service-poll.h"
 #include "common/util.h"
 #include "version.h"
 
 typedef struct Request {
-        Control *control;
         Manager *manager;
         Client *client;
         const Peer *peer;
@@ -136,7 +136,7 @@ static void request_pipeline(Request *r, PipelineKind kind, const char *sha, con
 
 /* service_request() would refuse with -EBUSY: another operator request waits. */
 static bool request_would_wait_busy(const Service *s) {
-        return s->pending_kind >= 0 && (s->pipeline || pipeline_needs_recovery(s->state));
+        return s->pending_kind != _PIPELINE_KIND_NONE && (s->pipeline || pipeline_needs_recovery(s->state));
 }
 
 static void cmd_deploy(Request *r) {
@@ -311,9 +311,9 @@ static bool validate(Request *r, const Command *cmd) {
         return true;
 }
 
-void control_dispatch(Control *c, Client *cl, const Peer *peer, json_t *req) {
+void control_commands_dispatch(Client *cl, const Peer *peer, json_t *req, void *userdata) {
         const char *name = json_string_value(json_object_get(req, "cmd"));
-        Request r = { .control = c, .manager = control_manager(c), .client = cl, .peer = peer, .req = req };
+        Request r = { .manager = userdata, .client = cl, .peer = peer, .req = req };
         const Command *cmd = NULL;
 
         for (size_t i = 0; name && i < ELEMENTSOF(commands); i++)

@@ -14,8 +14,7 @@
 
 #include "common/fs-util.h"
 #include "common/log.h"
-#include "supervisor/manager.h"
-#include "supervisor/pipeline.h"
+#include "supervisor/pipeline-types.h"
 #include "common/util.h"
 
 #define CONTROL_INPUT_KEEP 4096      /* input buffer kept between requests */
@@ -39,7 +38,9 @@ struct Client {
 };
 
 struct Control {
-        Manager *manager;
+        sd_event *event;
+        control_dispatch_cb dispatch;
+        void *userdata;
         int fd;
         bool owns_path;                /* we bound it: unlink on exit */
         char *path;
@@ -49,10 +50,6 @@ struct Control {
         Client *clients;
         unsigned n_clients;
 };
-
-Manager *control_manager(Control *c) {
-        return c->manager;
-}
 
 static void client_free(Client *cl) {
         Control *c = cl->control;
@@ -220,7 +217,7 @@ static void handle_line(Client *cl, const char *line, size_t n) {
                 return control_reply_error(cl, "bad_request", "request is not a JSON object: %s",
                                            req ? "wrong type" : err.text);
         }
-        control_dispatch(cl->control, cl, &cl->peer, req);
+        cl->control->dispatch(cl, &cl->peer, req, cl->control->userdata);
         json_decref(req);
 }
 
@@ -348,7 +345,7 @@ static int on_client_kick(sd_event_source *s, void *userdata) {
 static void client_kick(Client *cl) {
         if (cl->kick)
                 (void) sd_event_source_set_enabled(cl->kick, SD_EVENT_ONESHOT);
-        else if (sd_event_add_defer(manager_event(cl->control->manager), &cl->kick, on_client_kick, cl) < 0)
+        else if (sd_event_add_defer(cl->control->event, &cl->kick, on_client_kick, cl) < 0)
                 cl->closing = true;
 }
 
@@ -398,7 +395,7 @@ static bool make_room(Control *c) {
 }
 
 static int add_client(Control *c, int fd) {
-        sd_event *e = manager_event(c->manager);
+        sd_event *e = c->event;
         Client *cl = calloc(1, sizeof *cl);
         int r;
 
@@ -556,14 +553,16 @@ static int take_activated_socket(Control *c) {
         return sd_listen_fds(false) >= 0 && fcntl_cloexec_nonblock(c->fd) >= 0 ? 1 : -errno;
 }
 
-int control_new(Manager *m, const AgentConfig *cfg, Control **ret) {
+int control_new(sd_event *e, const AgentConfig *cfg, control_dispatch_cb dispatch, void *userdata, Control **ret) {
         Control *c = calloc(1, sizeof *c);
         struct group *gr;
         int r;
 
         if (!c)
                 return -ENOMEM;
-        c->manager = m;
+        c->event = e;
+        c->dispatch = dispatch;
+        c->userdata = userdata;
         c->fd = -1;
         gr = isempty(cfg->admin_group) ? NULL : getgrnam(cfg->admin_group);
         c->has_admin_group = gr != NULL;
@@ -575,7 +574,7 @@ int control_new(Manager *m, const AgentConfig *cfg, Control **ret) {
         if (r == 0)
                 r = (c->path = strdup(cfg->socket)) ? bind_socket(c, cfg) : -ENOMEM;
         if (r >= 0)
-                r = sd_event_add_io(manager_event(m), &c->listen_source, c->fd, EPOLLIN, on_accept, c);
+                r = sd_event_add_io(e, &c->listen_source, c->fd, EPOLLIN, on_accept, c);
         if (r < 0) {
                 log_error_errno(r, r == -EADDRINUSE ? "control: %s: another deploy-agent is already running"
                                    : r == -ENOTSOCK ? "control: %s exists and is not a socket; not touching it"

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <systemd/sd-event.h>
 
 #include "config/config.h"
 
@@ -17,19 +18,8 @@
 #define CONTROL_OUTPUT_MAX (1024 * 1024)
 #define CONTROL_IDLE_USEC (30 * USEC_PER_SEC)
 
-typedef struct Manager Manager;
 typedef struct Control Control;
 typedef struct PipelineResult PipelineResult;
-
-int control_new(Manager *m, const AgentConfig *cfg, Control **ret);
-Control *control_free(Control *c);
-
-/* Forwarded by the manager to the clients waiting on that pipeline. */
-void control_pipeline_progress(Control *c, const char *service, unsigned seq, const char *step, uint64_t bytes,
-                               uint64_t total);
-void control_pipeline_ended(Control *c, const char *service, unsigned seq, const PipelineResult *res);
-
-/* ---- between control.c (connections) and control-commands.c ---- */
 
 typedef struct Client Client;
 
@@ -40,8 +30,19 @@ typedef struct Peer {
         bool admin;                    /* uid 0 or in admin_group */
 } Peer;
 
-/* Handle one parsed request; answers through control_reply(). */
-void control_dispatch(Control *c, Client *cl, const Peer *peer, json_t *req);
+/* Handle one parsed request (borrowed); answer through control_reply(). The
+ * socket knows no command: whoever creates it says what they mean. */
+typedef void (*control_dispatch_cb)(Client *cl, const Peer *peer, json_t *req, void *userdata);
+
+int control_new(sd_event *e, const AgentConfig *cfg, control_dispatch_cb dispatch, void *userdata, Control **ret);
+Control *control_free(Control *c);
+
+/* Passed on to the clients waiting on that pipeline. */
+void control_pipeline_progress(Control *c, const char *service, unsigned seq, const char *step, uint64_t bytes,
+                               uint64_t total);
+void control_pipeline_ended(Control *c, const char *service, unsigned seq, const PipelineResult *res);
+
+/* ---- for the dispatch callback ---- */
 
 /* Queue msg (stolen) as one line to the client. */
 void control_reply(Client *cl, json_t *msg);
@@ -50,5 +51,3 @@ void control_reply_error(Client *cl, const char *code, const char *fmt, ...) __a
 /* The client waits for pipeline seq of service: events and the end go to it. */
 int control_client_wait(Client *cl, const char *service, unsigned seq);
 void control_client_unwait(Client *cl);
-
-Manager *control_manager(Control *c);

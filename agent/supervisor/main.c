@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "common/log.h"
+#include "supervisor/control-commands.h"
 #include "supervisor/manager.h"
 #include "common/util.h"
 #include "version.h"
@@ -73,7 +74,7 @@ static int run_manager(const char *path, bool once, const char *service) {
         Manager *m = NULL;
         int r;
 
-        r = manager_new(path, once, service, &m);
+        r = manager_new(path, once, service, control_commands_dispatch, &m);
         if (r == -ENOENT)
                 return EXIT_UNKNOWN_SERVICE;
         if (r < 0)

@@ -1,5 +1,5 @@
 /* manager.c: the supervisor's event loop. It owns the config, the
- * services, the worker slots and the signals; it never blocks and never
+ * services, the worker pool and the signals; it never blocks and never
  * parses untrusted bytes: all of that happens in workers. */
 #define _GNU_SOURCE
 #include "supervisor/manager.h"
@@ -11,21 +11,9 @@
 #include "supervisor/control.h"
 #include "common/log.h"
 #include "supervisor/pipeline.h"
-#include "supervisor/service.h"
+#include "supervisor/service-poll.h"
+#include "supervisor/worker-pool.h"
 #include "common/util.h"
-
-typedef struct WorkerRequest WorkerRequest;
-struct WorkerRequest {
-        Manager *manager;
-        char *step;
-        json_t *job;
-        uint64_t timeout_usec;
-        worker_progress_cb progress;
-        worker_done_cb done;
-        void *userdata;
-        Worker **slot;
-        WorkerRequest *next;
-};
 
 struct Manager {
         sd_event *event;
@@ -35,8 +23,8 @@ struct Manager {
         size_t n_retired;
         Service **services;
         size_t n_services;
-        unsigned busy;                 /* workers running */
-        WorkerRequest *queue_head, *queue_tail;
+        WorkerPool *pool;
+        ServiceCallbacks callbacks;    /* services report here */
         bool once;
         char *only_service;
         unsigned once_pending, once_failed;
@@ -45,102 +33,9 @@ struct Manager {
         uint64_t start_usec;           /* realtime */
 };
 
-sd_event *manager_event(Manager *m) {
-        return m->event;
-}
-
-const Config *manager_config(Manager *m) {
-        return m->cfg;
-}
-
-/* ---- worker slots ---- */
-
-static void request_free(WorkerRequest *q) {
-        json_decref(q->job);
-        free(q->step);
-        free(q);
-}
-
-static void dispatch_queue(Manager *m);
-
-static void on_request_progress(uint64_t bytes, uint64_t total, void *userdata) {
-        WorkerRequest *q = userdata;
-
-        if (q->progress)
-                q->progress(bytes, total, q->userdata);
-}
-
-static void on_request_done(WorkerOutcome *o, void *userdata) {
-        WorkerRequest *q = userdata;
-        Manager *m = q->manager;
-
-        m->busy--;
-        *q->slot = NULL;
-        q->done(o, q->userdata);
-        request_free(q);
-        dispatch_queue(m);
-}
-
-static void request_refuse(WorkerRequest *q, int r) {
-        WorkerOutcome o = { .error = strdup_printf("%s worker: %s", q->step, strerror(-r)) };
-
-        q->done(&o, q->userdata);
-        free(o.error);
-        request_free(q);
-}
-
-static void dispatch_queue(Manager *m) {
-        while (m->queue_head && m->busy < m->cfg->agent.max_workers) {
-                WorkerRequest *q = m->queue_head;
-                int r;
-
-                m->queue_head = q->next;
-                if (!m->queue_head)
-                        m->queue_tail = NULL;
-                r = worker_start(m->event, q->step, q->job, q->timeout_usec, on_request_progress,
-                                 on_request_done, q, q->slot);
-                if (r < 0) {
-                        request_refuse(q, r);
-                        continue;
-                }
-                m->busy++;
-        }
-}
-
-int manager_start_worker(Manager *m, const char *step, json_t *job, uint64_t timeout_usec,
-                         worker_progress_cb progress, worker_done_cb done, void *userdata, Worker **slot) {
-        WorkerRequest *q;
-
-        if (m->stopping)
-                return -ECANCELED;
-        q = calloc(1, sizeof *q);
-        if (!q || !(q->step = strdup(step))) {
-                free(q);
-                return -ENOMEM;
-        }
-        *q = (WorkerRequest) { .manager = m, .step = q->step, .job = json_incref(job), .timeout_usec = timeout_usec,
-                               .progress = progress, .done = done, .userdata = userdata, .slot = slot };
-        if (m->queue_tail)
-                m->queue_tail->next = q;
-        else
-                m->queue_head = q;
-        m->queue_tail = q;
-        dispatch_queue(m);
-        return 0;
-}
-
-static void flush_queue(Manager *m) {
-        while (m->queue_head) {
-                WorkerRequest *q = m->queue_head;
-                m->queue_head = q->next;
-                request_refuse(q, -ECANCELED);
-        }
-        m->queue_tail = NULL;
-}
-
 /* ---- status ---- */
 
-void manager_status_changed(Manager *m) {
+static void status_changed(Manager *m) {
         char buf[1024];
         size_t n = 0;
 
@@ -155,11 +50,16 @@ void manager_status_changed(Manager *m) {
 /* ---- services ---- */
 
 static int add_service(Manager *m, const ServiceConfig *cfg, Service **ret) {
+        /* the service keeps the config it came from: a reload makes a new one */
+        ServiceContext ctx = {
+                .event = m->event, .workers = worker_pool_runner(m->pool), .config = m->cfg,
+                .callbacks = &m->callbacks,
+        };
         Service **n;
         Service *s;
         int r;
 
-        r = service_new(m, cfg, &s);
+        r = service_new(&ctx, cfg, &s);
         if (r < 0)
                 return r;
         n = reallocarray(m->services, m->n_services + 1, sizeof *n);
@@ -281,21 +181,29 @@ void manager_reload(Manager *m, char **ret_error) {
         }
         m->cfg = cfg;
         log_set_max_level(cfg->agent.log_level);
+        worker_pool_set_max(m->pool, cfg->agent.max_workers);
         apply_reload(m);
         if (!any_busy(m))
                 free_retired(m);
         log_event(LOG_INFO, LOG_MID_RELOADED, "reloaded %s: %zu service%s", m->config_path, cfg->n_services,
                   cfg->n_services == 1 ? "" : "s");
-        manager_status_changed(m);
+        status_changed(m);
 }
 
-void manager_pipeline_progress(Manager *m, Service *s, unsigned seq, const char *step, uint64_t bytes,
-                               uint64_t total) {
+static void on_activity_changed(Service *s, void *userdata) {
+        status_changed(userdata);
+}
+
+static void on_pipeline_progress(Service *s, unsigned seq, const char *step, uint64_t bytes, uint64_t total,
+                                 void *userdata) {
+        Manager *m = userdata;
+
         if (m->control)
                 control_pipeline_progress(m->control, s->name, seq, step, bytes, total);
 }
 
-void manager_pipeline_ended(Manager *m, Service *s, unsigned seq, const PipelineResult *res) {
+static void on_pipeline_ended(Service *s, unsigned seq, const PipelineResult *res, void *userdata) {
+        Manager *m = userdata;
         size_t i = service_index(m, s);
 
         if (m->once) {
@@ -314,7 +222,7 @@ void manager_pipeline_ended(Manager *m, Service *s, unsigned seq, const Pipeline
         if (s->removed) {
                 log_info("%s: removed from the configuration", s->name);
                 remove_service_at(m, i);
-        } else if (s->reload_pending && s->pending_kind < 0) {
+        } else if (s->reload_pending && s->pending_kind == _PIPELINE_KIND_NONE) {
                 const ServiceConfig *cfg = config_find_service(m->cfg, s->name);
                 remove_service_at(m, i);
                 if (cfg)
@@ -357,7 +265,7 @@ static void manager_stop(Manager *m) {
                 if (m->services[i]->pipeline)
                         pipeline_stop(m->services[i]->pipeline);
         }
-        flush_queue(m);
+        worker_pool_shutdown(m->pool);
         if (!any_busy(m))
                 (void) sd_event_exit(m->event, 0);
 }
@@ -427,7 +335,8 @@ static int start_services(Manager *m) {
         return 0;
 }
 
-int manager_new(const char *config_path, bool once, const char *only_service, Manager **ret) {
+int manager_new(const char *config_path, bool once, const char *only_service, control_dispatch_cb dispatch,
+                Manager **ret) {
         _cleanup_free_ char *error = NULL;
         Manager *m = calloc(1, sizeof *m);
         int r;
@@ -435,6 +344,10 @@ int manager_new(const char *config_path, bool once, const char *only_service, Ma
         if (!m)
                 return -ENOMEM;
         m->once = once;
+        m->callbacks = (ServiceCallbacks) {
+                .activity_changed = on_activity_changed, .pipeline_progress = on_pipeline_progress,
+                .pipeline_ended = on_pipeline_ended, .userdata = m,
+        };
         m->start_usec = now_usec(CLOCK_REALTIME);
         m->config_path = strdup(config_path);
         m->only_service = only_service ? strdup(only_service) : NULL;
@@ -454,11 +367,13 @@ int manager_new(const char *config_path, bool once, const char *only_service, Ma
         }
         r = sd_event_new(&m->event);
         if (r >= 0)
+                r = worker_pool_new(m->event, m->cfg->agent.max_workers, &m->pool);
+        if (r >= 0)
                 r = setup_signals(m);
         if (r >= 0 && !once)
                 r = sd_event_set_watchdog(m->event, true);
         if (r >= 0 && !once)
-                r = control_new(m, &m->cfg->agent, &m->control);
+                r = control_new(m->event, &m->cfg->agent, dispatch, m, &m->control);
         if (r < 0) {
                 log_error_errno(r, "setting up the event loop: %m");
                 return manager_free(m), r;
@@ -494,7 +409,7 @@ int manager_run(Manager *m) {
         else {
                 log_event(LOG_INFO, LOG_MID_STARTED, "running %zu service%s", m->n_services, m->n_services == 1 ? "" : "s");
                 (void) sd_notify(false, "READY=1");
-                manager_status_changed(m);
+                status_changed(m);
         }
         r = sd_event_loop(m->event);
         if (r < 0)
@@ -505,7 +420,7 @@ int manager_run(Manager *m) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
-        flush_queue(m);
+        worker_pool_free(m->pool);
         for (size_t i = 0; i < m->n_services; i++)
                 service_free(m->services[i]);
         free(m->services);

@@ -5,7 +5,6 @@
 
 #include "protocol/job.h"
 #include "common/log.h"
-#include "supervisor/manager.h"
 #include "common/util.h"
 
 #define WORKER_AS_LIMIT (UINT64_C(1) << 30)
@@ -68,7 +67,7 @@ static json_t *with(json_t *job, json_t *fields) {
 }
 
 static json_t *s3_json(const Service *s) {
-        return job_s3_to_json(&manager_config(s->manager)->s3);
+        return job_s3_to_json(&s->config->s3);
 }
 
 json_t *pipeline_job_discover(const Service *s) {

@@ -11,7 +11,6 @@
 #include "common/fs-util.h"
 #include "protocol/job.h"
 #include "common/log.h"
-#include "supervisor/manager.h"
 #include "supervisor/pipeline-jobs.h"
 #include "common/util.h"
 #include "supervisor/worker-pool.h"
@@ -53,6 +52,7 @@ struct Pipeline {
         char *initial;                 /* current when the pipeline started */
         uint64_t progress_mark;
         bool stopped;                  /* the agent is shutting down */
+        pipeline_done_cb done;
 };
 
 static void run_step(Pipeline *p, Step step);
@@ -101,7 +101,7 @@ static void end(Pipeline *p, int r, bool keep_in_flight) {
                 (void) set_in_flight(p, NULL);
         s->pipeline = NULL;
         log_set_context(NULL, NULL, NULL); /* the context points into p and s */
-        service_pipeline_done(s, &res);
+        p->done(s, &res);
         pipeline_free(p);
 }
 
@@ -436,8 +436,8 @@ static void run_step(Pipeline *p, Step step) {
         service_emit(s, step_names[step], 0, 0);
         /* the last use of p here: a worker that cannot start ends the step
          * (and may free p) before this returns */
-        r = manager_start_worker(s->manager, step_workers[step], job, s->cfg->step_timeout_usec,
-                                 on_progress, on_step_done, p, &p->worker);
+        r = s->workers->start(s->workers->impl, step_workers[step], job, s->cfg->step_timeout_usec,
+                              on_progress, on_step_done, p, &p->worker);
         json_decref(job);
         if (r < 0) {
                 _cleanup_free_ char *msg = strdup_printf("%s: cannot start worker: %s", step_names[step], strerror(-r));
@@ -500,7 +500,7 @@ static int start_operator(Pipeline *p, const char *sha, const char *reason) {
         return 0;
 }
 
-int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason) {
+int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason, pipeline_done_cb done) {
         Pipeline *p;
         int r;
 
@@ -511,6 +511,7 @@ int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *r
                 return -ENOMEM;
         p->service = s;
         p->kind = kind;
+        p->done = done;
         if (state_set(&p->initial, s->state->current) < 0)
                 return pipeline_free(p), -ENOMEM;
         s->pipeline = p;
@@ -529,5 +530,5 @@ int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *r
 void pipeline_stop(Pipeline *p) {
         p->stopped = true;
         if (p->worker)
-                worker_stop(p->worker);
+                p->service->workers->stop(p->service->workers->impl, p->worker);
 }

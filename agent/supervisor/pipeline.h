@@ -5,29 +5,17 @@
  * state.json before it runs, so a restarted agent can finish or undo it. */
 #pragma once
 
+#include "supervisor/pipeline-types.h"
 #include "supervisor/service.h"
 
-typedef enum PipelineKind {
-        PIPELINE_AUTO,                 /* discover; deploy the newest if new */
-        PIPELINE_RECOVER,              /* finish an activation a crash cut */
-        PIPELINE_DEPLOY,               /* an operator's deploy of a given sha */
-        PIPELINE_ROLLBACK,             /* an operator's return to a release on disk */
-        _PIPELINE_KIND_MAX,
-} PipelineKind;
-
-/* How a pipeline ended, for the service and for waiting clients. */
-typedef struct PipelineResult {
-        int r;                         /* < 0: failed */
-        bool changed;                  /* current points elsewhere than before */
-        const char *sha;               /* current at the end */
-        const char *previous;          /* current at the start */
-        const char *error;             /* why it failed */
-} PipelineResult;
+/* Called once, when the pipeline has ended (s->pipeline is NULL again). */
+typedef void (*pipeline_done_cb)(Service *s, const PipelineResult *res);
 
 /* Start a pipeline for s (which must be idle); sha is the target of
  * PIPELINE_DEPLOY and PIPELINE_ROLLBACK; a rollback marks the release
- * current when it starts bad, for reason. Ends with service_pipeline_done(). */
-int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason);
+ * current when it starts bad, for reason. Its steps run through
+ * s->workers; it ends with done (maybe before this returns). */
+int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason, pipeline_done_cb done);
 
 /* Stop the running worker; the pipeline then ends with an error. */
 void pipeline_stop(Pipeline *p);

@@ -1,6 +1,9 @@
-/* service.h: one configured service at run time: its state, its poll
- * timer with jitter and backoff, and the pipeline running for it, if any.
- * Services never share anything but the manager's worker slots. */
+/* service.h: one configured service at run time: its directories and
+ * users, its state, what it is doing, and the pipeline running for it, if
+ * any. It receives what it needs (the event loop, the workers, its
+ * config's generation, callbacks to whoever owns it) and calls nothing
+ * above it. The poll timer and the operator's requests are in
+ * service-poll.h. Services never share anything but the worker pool. */
 #pragma once
 
 #include <limits.h>
@@ -10,15 +13,40 @@
 #include <systemd/sd-event.h>
 
 #include "config/config.h"
+#include "supervisor/pipeline-types.h"
 #include "supervisor/state.h"
+#include "supervisor/worker-pool.h"
 
-typedef struct Manager Manager;
 typedef struct Pipeline Pipeline;
+typedef struct Service Service;
 
-typedef struct Service {
-        Manager *manager;
+/* How a service tells its owner what happened. */
+typedef struct ServiceCallbacks {
+        /* What a service does changed (for STATUS=). */
+        void (*activity_changed)(Service *s, void *userdata);
+        /* Pipeline number seq is at step (bytes of total, when known). */
+        void (*pipeline_progress)(Service *s, unsigned seq, const char *step, uint64_t bytes, uint64_t total,
+                                  void *userdata);
+        /* Pipeline number seq ended; the service may be freed from here. */
+        void (*pipeline_ended)(Service *s, unsigned seq, const PipelineResult *res, void *userdata);
+        void *userdata;
+} ServiceCallbacks;
+
+/* What a service is given; every pointer must outlive it. */
+typedef struct ServiceContext {
+        sd_event *event;
+        const WorkerRunner *workers;
+        const Config *config;          /* the generation the ServiceConfig is part of */
+        const ServiceCallbacks *callbacks;
+} ServiceContext;
+
+struct Service {
         char *name;
-        const ServiceConfig *cfg;      /* into the manager's config of its time */
+        const ServiceConfig *cfg;      /* into config, the generation it came from */
+        const Config *config;          /* its agent and s3 settings */
+        sd_event *event;
+        const WorkerRunner *workers;
+        const ServiceCallbacks *callbacks;
         ServiceState *state;
         char state_path[PATH_MAX];
         char downloads_dir[PATH_MAX];
@@ -35,42 +63,14 @@ typedef struct Service {
         unsigned seq;                  /* number of the running or last pipeline */
         uint64_t last_poll_usec;       /* realtime; not persisted */
         char *saved_state;             /* state.json as last written */
-        int pending_kind;              /* an operator's request waiting: PipelineKind, -1 none */
+        PipelineKind pending_kind;     /* an operator's request waiting, or _PIPELINE_KIND_NONE */
         char *pending_sha;
         char *pending_reason;
-} Service;
+};
 
 /* Resolve users, create directories, load state.json. */
-int service_new(Manager *m, const ServiceConfig *cfg, Service **ret);
+int service_new(const ServiceContext *ctx, const ServiceConfig *cfg, Service **ret);
 Service *service_free(Service *s);
-
-/* Arm the poll timer to fire after delay_usec. */
-int service_schedule(Service *s, uint64_t delay_usec);
-
-/* The delay to the next poll: poll_interval, or the backoff after
- * failures, spread by poll_jitter. */
-uint64_t service_poll_delay(const Service *s);
-
-/* Start an automatic pass (discover and deploy what is new) unless a
- * pipeline runs (-EBUSY), or the service is paused or pinned (0, nothing
- * started). A crash-interrupted activation is finished first, always. */
-int service_poll(Service *s);
-
-/* An operator's request (PipelineKind, with a sha for deploy/rollback; a
- * rollback marks what is current when it starts bad, for reason):
- * started now, or after the running pipeline (or a crash recovery). -EBUSY
- * when another request already waits. */
-int service_request(Service *s, int kind, const char *sha, const char *reason);
-
-/* The number of the pipeline the next service_request() will run as. */
-unsigned service_request_seq(const Service *s);
-
-typedef struct PipelineResult PipelineResult;
-/* Called by the pipeline when it ends. */
-void service_pipeline_done(Service *s, const PipelineResult *res);
-
-/* After a pipeline ended: the waiting operator request, or the next poll. */
-void service_next(Service *s);
 
 /* Progress of the running pipeline, for clients waiting on it:
  * {"event":"step"|"progress","step":...,"bytes":...,"total":...}. */

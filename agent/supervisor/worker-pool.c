@@ -2,7 +2,8 @@
  * --worker STEP with a SOCK_SEQPACKET socket on fd 3, sends the job, then
  * follows the worker on the event loop: its messages on the socket, its
  * exit through a pidfd, its deadline on a timer. Every way a worker can
- * fail (crash, timeout, garbage, silence) becomes one explained error. */
+ * fail (crash, timeout, garbage, silence) becomes one explained error.
+ * The pool on top runs at most max_workers of them and queues the rest. */
 #define _GNU_SOURCE
 #include "supervisor/worker-pool.h"
 
@@ -370,4 +371,153 @@ int worker_start(sd_event *e, const char *step, json_t *job, uint64_t timeout_us
         }
         *ret = w;
         return 0;
+}
+
+/* ---- the pool ---- */
+
+typedef struct WorkerRequest WorkerRequest;
+struct WorkerRequest {
+        WorkerPool *pool;
+        char *step;
+        json_t *job;
+        uint64_t timeout_usec;
+        worker_progress_cb progress;
+        worker_done_cb done;
+        void *userdata;
+        Worker **slot;
+        WorkerRequest *next;
+};
+
+struct WorkerPool {
+        sd_event *event;
+        unsigned max_workers;
+        unsigned busy;                 /* workers running */
+        bool stopping;
+        WorkerRequest *queue_head, *queue_tail;
+        WorkerRunner runner;
+};
+
+static void request_free(WorkerRequest *q) {
+        json_decref(q->job);
+        free(q->step);
+        free(q);
+}
+
+static void dispatch_queue(WorkerPool *pool);
+
+static void on_request_progress(uint64_t bytes, uint64_t total, void *userdata) {
+        WorkerRequest *q = userdata;
+
+        if (q->progress)
+                q->progress(bytes, total, q->userdata);
+}
+
+static void on_request_done(WorkerOutcome *o, void *userdata) {
+        WorkerRequest *q = userdata;
+        WorkerPool *pool = q->pool;
+
+        pool->busy--;
+        *q->slot = NULL;
+        q->done(o, q->userdata);
+        request_free(q);
+        dispatch_queue(pool);
+}
+
+static void request_refuse(WorkerRequest *q, int r) {
+        WorkerOutcome o = { .error = strdup_printf("%s worker: %s", q->step, strerror(-r)) };
+
+        q->done(&o, q->userdata);
+        free(o.error);
+        request_free(q);
+}
+
+static void dispatch_queue(WorkerPool *pool) {
+        while (pool->queue_head && pool->busy < pool->max_workers) {
+                WorkerRequest *q = pool->queue_head;
+                int r;
+
+                pool->queue_head = q->next;
+                if (!pool->queue_head)
+                        pool->queue_tail = NULL;
+                r = worker_start(pool->event, q->step, q->job, q->timeout_usec, on_request_progress,
+                                 on_request_done, q, q->slot);
+                if (r < 0) {
+                        request_refuse(q, r);
+                        continue;
+                }
+                pool->busy++;
+        }
+}
+
+int worker_pool_start(WorkerPool *pool, const char *step, json_t *job, uint64_t timeout_usec,
+                      worker_progress_cb progress, worker_done_cb done, void *userdata, Worker **slot) {
+        WorkerRequest *q;
+
+        if (pool->stopping)
+                return -ECANCELED;
+        q = calloc(1, sizeof *q);
+        if (!q || !(q->step = strdup(step))) {
+                free(q);
+                return -ENOMEM;
+        }
+        *q = (WorkerRequest) { .pool = pool, .step = q->step, .job = json_incref(job), .timeout_usec = timeout_usec,
+                               .progress = progress, .done = done, .userdata = userdata, .slot = slot };
+        if (pool->queue_tail)
+                pool->queue_tail->next = q;
+        else
+                pool->queue_head = q;
+        pool->queue_tail = q;
+        dispatch_queue(pool);
+        return 0;
+}
+
+static void flush_queue(WorkerPool *pool) {
+        while (pool->queue_head) {
+                WorkerRequest *q = pool->queue_head;
+                pool->queue_head = q->next;
+                request_refuse(q, -ECANCELED);
+        }
+        pool->queue_tail = NULL;
+}
+
+void worker_pool_shutdown(WorkerPool *pool) {
+        pool->stopping = true;
+        flush_queue(pool);
+}
+
+void worker_pool_set_max(WorkerPool *pool, unsigned max_workers) {
+        pool->max_workers = max_workers;
+}
+
+static int runner_start(void *impl, const char *step, json_t *job, uint64_t timeout_usec,
+                        worker_progress_cb progress, worker_done_cb done, void *userdata, Worker **slot) {
+        return worker_pool_start(impl, step, job, timeout_usec, progress, done, userdata, slot);
+}
+
+static void runner_stop(void *impl, Worker *w) {
+        worker_stop(w);
+}
+
+const WorkerRunner *worker_pool_runner(WorkerPool *pool) {
+        return &pool->runner;
+}
+
+int worker_pool_new(sd_event *e, unsigned max_workers, WorkerPool **ret) {
+        WorkerPool *pool = calloc(1, sizeof *pool);
+
+        if (!pool)
+                return -ENOMEM;
+        pool->event = e;
+        pool->max_workers = max_workers;
+        pool->runner = (WorkerRunner) { .start = runner_start, .stop = runner_stop, .impl = pool };
+        *ret = pool;
+        return 0;
+}
+
+WorkerPool *worker_pool_free(WorkerPool *pool) {
+        if (!pool)
+                return NULL;
+        flush_queue(pool);
+        free(pool);
+        return NULL;
 }

@@ -1,4 +1,5 @@
-/* worker-pool.h: run one pipeline step in a crash-isolated process.
+/* worker-pool.h: run pipeline steps in crash-isolated processes, at most
+ * max_workers at once (the pool, at the end of this file).
  *
  * Supervisor side: fork, exec of /proc/self/exe --worker STEP with a
  * SOCK_SEQPACKET socket on fd 3; the job goes down as one JSON message,
@@ -66,3 +67,37 @@ void worker_stop(Worker *w);
 
 const char *worker_step(const Worker *w);
 
+
+/* ---- the pool: at most max_workers at once, the rest wait in order ---- */
+
+typedef struct WorkerPool WorkerPool;
+
+int worker_pool_new(sd_event *e, unsigned max_workers, WorkerPool **ret);
+/* Refuses what still waits (done runs with an error); running workers
+ * must have ended already. */
+WorkerPool *worker_pool_free(WorkerPool *pool);
+
+/* A reload changed max_workers: applies from the next worker that ends. */
+void worker_pool_set_max(WorkerPool *pool, unsigned max_workers);
+
+/* Like worker_start(), but waits for a slot: *slot is set when the worker
+ * actually starts and cleared when it ends. A worker that cannot start
+ * ends its request through done (maybe before this returns). -ECANCELED
+ * once the pool shuts down. */
+int worker_pool_start(WorkerPool *pool, const char *step, json_t *job, uint64_t timeout_usec,
+                      worker_progress_cb progress, worker_done_cb done, void *userdata, Worker **slot);
+
+/* Shutting down: refuse every waiting request and every new one. */
+void worker_pool_shutdown(WorkerPool *pool);
+
+/* What the pipeline knows of a pool: start a step, stop a running one.
+ * The daemon passes worker_pool_runner(); unit tests pass a fake that
+ * answers through the same done callback. */
+typedef struct WorkerRunner {
+        int (*start)(void *impl, const char *step, json_t *job, uint64_t timeout_usec,
+                     worker_progress_cb progress, worker_done_cb done, void *userdata, Worker **slot);
+        void (*stop)(void *impl, Worker *w);
+        void *impl;
+} WorkerRunner;
+
+const WorkerRunner *worker_pool_runner(WorkerPool *pool);

@@ -11,7 +11,6 @@
 
 #include "protocol/job.h"
 #include "common/log.h"
-#include "worker/steps.h"
 #include "common/util.h"
 #include "worker/runtime.h"
 
@@ -20,28 +19,6 @@ struct WorkerContext {
         bool dropped;
         uint64_t last_progress_usec;
 };
-
-typedef struct StepInfo {
-        const char *name;
-        step_fn fn;
-        bool privileged;               /* runs as root (activate, prune) */
-} StepInfo;
-
-static const StepInfo steps[] = {
-        { "discover", step_discover, false },
-        { "fetch", step_fetch, false },
-        { "unpack", step_unpack, false },
-        { "activate", step_activate, true },
-        { "restart", step_restart, true },
-        { "prune", step_prune, true },
-};
-
-static const StepInfo *step_lookup(const char *name) {
-        for (size_t i = 0; i < ELEMENTSOF(steps); i++)
-                if (streq(steps[i].name, name))
-                        return &steps[i];
-        return NULL;
-}
 
 static int set_limit(int resource, const json_t *limits, const char *key) {
         json_t *v = json_object_get(limits, key);
@@ -131,13 +108,13 @@ static json_t *failure(const char *error, bool bad) {
         return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", error ?: "unknown error", "bad", bad);
 }
 
-static json_t *run_step(const StepInfo *info, WorkerContext *w) {
+static json_t *run_step(step_fn fn, WorkerContext *w) {
         _cleanup_free_ char *error = NULL;
         json_t *result = NULL;
         bool bad = false;
         int r;
 
-        r = info->fn(w->job, w, &result, &bad, &error);
+        r = fn(w->job, w, &result, &bad, &error);
         if (r >= 0 && !w->dropped) {
                 json_decref(result);
                 return failure("internal error: step did not drop privileges", false);
@@ -152,16 +129,15 @@ static json_t *run_step(const StepInfo *info, WorkerContext *w) {
         return result;
 }
 
-int worker_main(const char *step) {
+int worker_main(const char *step, step_fn fn) {
         static char prefix[64];
-        const StepInfo *info = step_lookup(step);
         json_auto_t *result = NULL;
         WorkerContext w = {};
         struct stat st;
 
         snprintf(prefix, sizeof prefix, "worker %s", step);
         log_set_prefix(prefix);
-        if (!info)
+        if (!fn)
                 return log_error("unknown step \"%s\"", step), 2;
         if (fstat(WORKER_FD, &st) < 0 || !S_ISSOCK(st.st_mode))
                 return log_error("fd %d is not the supervisor's socket: run by deploy-agent only", WORKER_FD), 2;
@@ -172,7 +148,7 @@ int worker_main(const char *step) {
                 return log_error("no valid job on fd %d", WORKER_FD), 2;
         log_set_max_level((int) job_uint64(w.job, "log_level", LOG_INFO));
         log_set_context(job_string(w.job, "service"), job_string(w.job, "sha"), step);
-        result = run_step(info, &w);
+        result = run_step(fn, &w);
         send_message(result);
         json_decref(w.job);
         return 0;

@@ -3,14 +3,22 @@
  * worker_drop_privileges() before it touches untrusted data. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "protocol/job.h"
 
 typedef struct WorkerContext WorkerContext;
 
-/* Entry point of `deploy-agent --worker STEP`: returns the process exit code. */
-int worker_main(const char *step);
+/* The body of a step (steps.h): 0 with *ret_result set to the fields to
+ * add to {"ok":true}, or <0 with *ret_error set. */
+typedef int (*step_fn)(const json_t *job, WorkerContext *w, json_t **ret_result,
+                       bool *ret_bad, char **ret_error);
+
+/* Entry point of `deploy-agent-worker --worker STEP`, fn its body (NULL: an
+ * unknown step). main.c looks the step up, so that the runtime the steps
+ * call does not call up into them. Returns the process exit code. */
+int worker_main(const char *step, step_fn fn);
 
 /* Apply the job's rlimits, switch to its run_as user if any, set
  * PR_SET_NO_NEW_PRIVS. Every step calls it once, after opening its fds and

@@ -10,9 +10,6 @@
 
 #include "worker/runtime.h"
 
-typedef int (*step_fn)(const json_t *job, WorkerContext *w, json_t **ret_result,
-                       bool *ret_bad, char **ret_error);
-
 int step_discover(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error);
 int step_fetch(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error);
 int step_unpack(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error);

@@ -1,8 +1,9 @@
 /* fuzz-control.c: the control socket as a client sees it. The real
  * control.c (line reading, JSON parsing), control-commands.c (field check,
- * permissions, every command) and service.c (operator requests, pending
- * requests, state saving) run on a real sd-event loop, with a fake manager
- * and fake pipelines that end when the harness says so: no worker, no S3.
+ * permissions, every command), service.c and service-poll.c (operator
+ * requests, pending requests, state saving) run on a real sd-event loop,
+ * with a fake manager and fake pipelines that end when the harness says
+ * so: no worker, no S3.
  *
  * Input: one byte of flags for the starting state of the two services
  * (deployed, previous release, paused, pinned, interrupted activation),
@@ -22,9 +23,11 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "supervisor/control-commands.h"
 #include "supervisor/control.h"
 #include "supervisor/manager.h"
 #include "supervisor/pipeline.h"
+#include "supervisor/service-poll.h"
 #include "supervisor/service.h"
 #include "fuzz.h"
 
@@ -47,32 +50,13 @@ struct Manager {
 struct Pipeline {
         PipelineKind kind;
         char *sha;
+        pipeline_done_cb done;
 };
 
 static Manager manager;
 static char socket_path[128];
 
-/* ---- the fake manager: what control.c, control-commands.c and service.c call ---- */
-
-sd_event *manager_event(Manager *m) {
-        return m->event;
-}
-
-const Config *manager_config(Manager *m) {
-        return m->config;
-}
-
-void manager_status_changed(Manager *m) {
-}
-
-void manager_pipeline_ended(Manager *m, Service *s, unsigned seq, const PipelineResult *res) {
-        control_pipeline_ended(m->control, s->name, seq, res);
-}
-
-void manager_pipeline_progress(Manager *m, Service *s, unsigned seq, const char *step, uint64_t bytes,
-                               uint64_t total) {
-        control_pipeline_progress(m->control, s->name, seq, step, bytes, total);
-}
+/* ---- the fake manager: what control-commands.c asks of it ---- */
 
 Service *manager_find_service(Manager *m, const char *name) {
         for (size_t i = 0; name && i < N_SERVICES; i++)
@@ -96,14 +80,30 @@ uint64_t manager_start_usec(Manager *m) {
 void manager_reload(Manager *m, char **ret_error) {
 }
 
-/* ---- fake pipelines: started by service.c, ended by the harness ---- */
+/* As manager.c: waiting clients hear of their pipeline. */
+static void on_pipeline_progress(Service *s, unsigned seq, const char *step, uint64_t bytes, uint64_t total,
+                                 void *userdata) {
+        control_pipeline_progress(manager.control, s->name, seq, step, bytes, total);
+}
 
-int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason) {
+static void on_pipeline_ended(Service *s, unsigned seq, const PipelineResult *res, void *userdata) {
+        control_pipeline_ended(manager.control, s->name, seq, res);
+}
+
+static const ServiceCallbacks callbacks = {
+        .pipeline_progress = on_pipeline_progress,
+        .pipeline_ended = on_pipeline_ended,
+};
+
+/* ---- fake pipelines: started by service-poll.c, ended by the harness ---- */
+
+int pipeline_start(Service *s, PipelineKind kind, const char *sha, const char *reason, pipeline_done_cb done) {
         Pipeline *p = calloc(1, sizeof *p);
 
         if (!p || (sha && !(p->sha = strdup(sha))))
                 abort();
         p->kind = kind;
+        p->done = done;
         s->pipeline = p;
         return 0;
 }
@@ -140,7 +140,7 @@ static void pipeline_finish(Service *s) {
                 res.changed = true;
         }
         res.sha = st->current;
-        service_pipeline_done(s, &res);
+        p->done(s, &res);
         free(p->sha);
         free(p);
         service_next(s);
@@ -191,6 +191,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         /* not $TMPDIR: the config refuses roots and state_dir below /dev (/dev/shm) */
         const char *dir = fuzz_scratch_dir_in("/tmp");
         char config_path[128], *error = NULL;
+        ServiceContext ctx;
 
         signal(SIGPIPE, SIG_IGN);
         log_set_max_level(LOG_ERR); /* every accepted change logs at info */
@@ -200,10 +201,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
                 fprintf(stderr, "fuzz-control: %s\n", error);
                 abort();
         }
-        if (sd_event_new(&manager.event) < 0 || control_new(&manager, &manager.config->agent, &manager.control) < 0)
+        if (sd_event_new(&manager.event) < 0 ||
+            control_new(manager.event, &manager.config->agent, control_commands_dispatch, &manager,
+                        &manager.control) < 0)
                 abort();
+        ctx = (ServiceContext) { .event = manager.event, .config = manager.config, .callbacks = &callbacks };
         for (size_t i = 0; i < N_SERVICES; i++) {
-                if (service_new(&manager, &manager.config->services[i], &manager.services[i]) < 0)
+                if (service_new(&ctx, &manager.config->services[i], &manager.services[i]) < 0)
                         abort();
                 make_releases(manager.services[i]);
         }
@@ -225,7 +229,7 @@ static void reset_service(Service *s, unsigned flags) {
         }
         state_free(s->state);
         s->state = st;
-        s->pending_kind = -1;
+        s->pending_kind = _PIPELINE_KIND_NONE;
         s->pending_sha = mfree(s->pending_sha);
         s->pending_reason = mfree(s->pending_reason);
         s->failures = 0;

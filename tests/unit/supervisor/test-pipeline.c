@@ -1,0 +1,419 @@
+/* test-pipeline.c: the pipeline's state machine against a fake worker
+ * pool: every step succeeding, failing, blamed on the artifact, crashing,
+ * timing out, refused, or stopped, with and without auto_rollback, for
+ * each kind of pipeline; then the state, bad marks and history that
+ * follow. Pipelines are started the way the daemon starts them
+ * (service_poll, service_request), so the service's side is covered too. */
+#include "supervisor-fixture.h"
+
+#include "supervisor/pipeline.h"
+#include "supervisor/service-poll.h"
+
+#define FULL "discover fetch unpack activate restart prune"
+#define ROLLBACK_SEQ "discover fetch unpack activate restart activate restart"
+
+typedef struct Case {
+        const char *name;
+        PipelineKind kind;             /* AUTO, DEPLOY (of NEW), ROLLBACK (to OLD), RECOVER */
+        bool previous;                 /* OLD is current (and on disk) before */
+        bool restart, auto_rollback;
+        int fail_at;                   /* the step (0-based start number) that fails; -1 none */
+        Outcome how;
+        /* what follows */
+        const char *steps;             /* started, in order */
+        int r;
+        const char *current;
+        const char *bad;               /* the one sha marked bad, or NULL */
+        const char *history;           /* "outcome:sha ..." oldest first */
+        const char *in_flight;         /* the step left for recovery, or NULL */
+        bool unhealthy;                /* the new build's restart fails too, before fail_at */
+} Case;
+
+#define AUTO(name, rb, at, how, steps, r, cur, bad, hist, infl) \
+        { name, PIPELINE_AUTO, true, true, rb, at, how, steps, r, cur, bad, hist, infl, false }
+
+/* the new build is unhealthy, then the rollback meets trouble at step at */
+#define ROLLBACK_TROUBLE(name, at, how, steps, cur) \
+        { name, PIPELINE_AUTO, true, true, true, at, how, steps, -EIO, cur, NEW, "rolled-back:" NEW, NULL, true }
+
+static const Case cases[] = {
+        AUTO("all well", true, -1, OUTCOME_OK, FULL, 0, NEW, NULL, "deployed:" NEW, NULL),
+        AUTO("all well, no auto_rollback", false, -1, OUTCOME_OK, FULL, 0, NEW, NULL, "deployed:" NEW, NULL),
+
+        /* before the swap: nothing changes but last_error; a blamed artifact is marked bad */
+        AUTO("discover fails", true, 0, OUTCOME_FAIL, "discover", -EIO, OLD, NULL, "", NULL),
+        AUTO("discover crashes", true, 0, OUTCOME_CRASH, "discover", -EIO, OLD, NULL, "", NULL),
+        AUTO("discover times out", true, 0, OUTCOME_TIMEOUT, "discover", -EIO, OLD, NULL, "", NULL),
+        AUTO("discover refused", true, 0, OUTCOME_OK, "", -ECANCELED, OLD, NULL, "", NULL),
+        AUTO("fetch fails", true, 1, OUTCOME_FAIL, "discover fetch", -EIO, OLD, NULL, "", NULL),
+        AUTO("fetch bad", true, 1, OUTCOME_BAD, "discover fetch", -EIO, OLD, NEW, "rejected:" NEW, NULL),
+        AUTO("fetch bad, no auto_rollback", false, 1, OUTCOME_BAD, "discover fetch", -EIO, OLD, NEW, "rejected:" NEW, NULL),
+        AUTO("fetch crashes", true, 1, OUTCOME_CRASH, "discover fetch", -EIO, OLD, NULL, "", NULL),
+        AUTO("fetch times out", true, 1, OUTCOME_TIMEOUT, "discover fetch", -EIO, OLD, NULL, "", NULL),
+        AUTO("fetch refused", true, 1, OUTCOME_OK, "discover", -ECANCELED, OLD, NULL, "", NULL),
+        AUTO("unpack fails", true, 2, OUTCOME_FAIL, "discover fetch unpack", -EIO, OLD, NULL, "", NULL),
+        AUTO("unpack bad", true, 2, OUTCOME_BAD, "discover fetch unpack", -EIO, OLD, NEW, "rejected:" NEW, NULL),
+        AUTO("unpack crashes", true, 2, OUTCOME_CRASH, "discover fetch unpack", -EIO, OLD, NULL, "", NULL),
+        AUTO("unpack times out", false, 2, OUTCOME_TIMEOUT, "discover fetch unpack", -EIO, OLD, NULL, "", NULL),
+        AUTO("activate fails", true, 3, OUTCOME_FAIL, "discover fetch unpack activate", -EIO, OLD, NULL, "", NULL),
+        AUTO("activate crashes", true, 3, OUTCOME_CRASH, "discover fetch unpack activate", -EIO, OLD, NULL, "", NULL),
+        AUTO("activate times out", false, 3, OUTCOME_TIMEOUT, "discover fetch unpack activate", -EIO, OLD, NULL, "", NULL),
+        AUTO("activate refused", true, 3, OUTCOME_OK, "discover fetch unpack", -ECANCELED, OLD, NULL, "", NULL),
+
+        /* after the swap: an unhealthy build is rolled back, or left and marked */
+        AUTO("restart fails", true, 4, OUTCOME_FAIL, ROLLBACK_SEQ, -EIO, OLD, NEW, "rolled-back:" NEW, NULL),
+        AUTO("restart fails, no auto_rollback", false, 4, OUTCOME_FAIL, "discover fetch unpack activate restart", -EIO,
+             NEW, NEW, "failed:" NEW, NULL),
+        /* no verdict: nothing is marked, the next poll checks again */
+        AUTO("restart crashes", true, 4, OUTCOME_CRASH, "discover fetch unpack activate restart", -EIO, NEW, NULL, "",
+             "restart"),
+        AUTO("restart crashes, no auto_rollback", false, 4, OUTCOME_CRASH, "discover fetch unpack activate restart",
+             -EIO, NEW, NULL, "", "restart"),
+        AUTO("restart times out", true, 4, OUTCOME_TIMEOUT, "discover fetch unpack activate restart", -EIO, NEW, NULL,
+             "", "restart"),
+        AUTO("restart times out, no auto_rollback", false, 4, OUTCOME_TIMEOUT, "discover fetch unpack activate restart",
+             -EIO, NEW, NULL, "", "restart"),
+        AUTO("restart refused", true, 4, OUTCOME_OK, "discover fetch unpack activate", -ECANCELED, NEW, NULL, "",
+             NULL),
+        ROLLBACK_TROUBLE("rollback fails", 5, OUTCOME_FAIL, "discover fetch unpack activate restart activate", NEW),
+        ROLLBACK_TROUBLE("rollback crashes", 5, OUTCOME_CRASH, "discover fetch unpack activate restart activate", NEW),
+        ROLLBACK_TROUBLE("rollback times out", 5, OUTCOME_TIMEOUT, "discover fetch unpack activate restart activate",
+                         NEW),
+        /* a pool that refuses only does so when shutting down (or out of memory) */
+        { "rollback refused", PIPELINE_AUTO, true, true, true, 5, OUTCOME_OK, "discover fetch unpack activate restart",
+          -ECANCELED, NEW, NULL, "", NULL, true },
+        ROLLBACK_TROUBLE("rollback restart fails", 6, OUTCOME_FAIL, ROLLBACK_SEQ, OLD),
+        ROLLBACK_TROUBLE("rollback restart crashes", 6, OUTCOME_CRASH, ROLLBACK_SEQ, OLD),
+        ROLLBACK_TROUBLE("rollback restart times out", 6, OUTCOME_TIMEOUT, ROLLBACK_SEQ, OLD),
+
+        /* prune is housekeeping: its failure fails nothing */
+        AUTO("prune fails", true, 5, OUTCOME_FAIL, FULL, 0, NEW, NULL, "deployed:" NEW, NULL),
+        AUTO("prune crashes", false, 5, OUTCOME_CRASH, FULL, 0, NEW, NULL, "deployed:" NEW, NULL),
+        AUTO("prune times out", true, 5, OUTCOME_TIMEOUT, FULL, 0, NEW, NULL, "deployed:" NEW, NULL),
+
+        /* nothing published yet: no failure to back off from, unless nothing runs */
+        AUTO("nothing published", true, 0, OUTCOME_NOT_FOUND, "discover", 0, OLD, NULL, "", NULL),
+        { "nothing published, nothing deployed", PIPELINE_AUTO, false, true, true, 0, OUTCOME_NOT_FOUND, "discover",
+          -ENOENT, NULL, NULL, "", NULL, false },
+
+        /* the first deploy has nothing to roll back to */
+        { "first deploy", PIPELINE_AUTO, false, true, true, -1, OUTCOME_OK, FULL, 0, NEW, NULL, "deployed:" NEW, NULL, false },
+        { "first deploy unhealthy", PIPELINE_AUTO, false, true, true, 4, OUTCOME_FAIL,
+          "discover fetch unpack activate restart", -EIO, NEW, NEW, "failed:" NEW, NULL, false },
+
+        /* no unit, no health check: nothing to restart */
+        { "no restart", PIPELINE_AUTO, true, false, true, -1, OUTCOME_OK, "discover fetch unpack activate prune", 0, NEW,
+          NULL, "deployed:" NEW, NULL, false },
+        { "no restart, activate fails", PIPELINE_AUTO, true, false, true, 3, OUTCOME_FAIL,
+          "discover fetch unpack activate", -EIO, OLD, NULL, "", NULL, false },
+
+        /* an operator's deploy of NEW: no discovery */
+        { "deploy", PIPELINE_DEPLOY, true, true, true, -1, OUTCOME_OK, "fetch unpack activate restart prune", 0, NEW,
+          NULL, "deployed:" NEW, NULL, false },
+        { "deploy unhealthy", PIPELINE_DEPLOY, true, true, true, 3, OUTCOME_FAIL,
+          "fetch unpack activate restart activate restart", -EIO, OLD, NEW, "rolled-back:" NEW, NULL, false },
+        { "deploy bad", PIPELINE_DEPLOY, true, true, false, 0, OUTCOME_BAD, "fetch", -EIO, OLD, NEW, "rejected:" NEW,
+          NULL, false },
+
+        /* an operator's rollback from NEW to OLD: NEW is marked bad first */
+        { "rollback", PIPELINE_ROLLBACK, true, true, true, -1, OUTCOME_OK, "activate restart prune", 0, OLD, NEW,
+          "deployed:" OLD, NULL, false },
+        { "rollback unhealthy", PIPELINE_ROLLBACK, true, true, true, 1, OUTCOME_FAIL, "activate restart", -EIO, OLD, NEW,
+          "", NULL, false },
+        { "rollback, activate fails", PIPELINE_ROLLBACK, true, true, true, 0, OUTCOME_FAIL, "activate", -EIO, NEW, NEW,
+          "", NULL, false },
+        { "rollback crashes in restart", PIPELINE_ROLLBACK, true, true, false, 1, OUTCOME_CRASH, "activate restart",
+          -EIO, OLD, NEW, "", "restart", false },
+};
+
+/* Steps of a case as the pipeline meets them; NEW on disk only for a rollback. */
+static void setup(Fixture *x, const Case *c) {
+        ServiceState *st = x->s->state;
+
+        if (c->previous) {
+                assert_int_equal(state_set(&st->current, OLD), 0);
+                fixture_release(x, OLD);
+        }
+        if (c->kind == PIPELINE_ROLLBACK) {
+                assert_int_equal(state_set(&st->current, NEW), 0);
+                assert_int_equal(state_set(&st->previous, OLD), 0);
+                fixture_release(x, NEW);
+        }
+        if (c->fail_at >= 0 && c->how == OUTCOME_OK)
+                x->fake.refuse_at = c->fail_at;
+}
+
+static int start(Fixture *x, const Case *c) {
+        switch (c->kind) {
+        case PIPELINE_DEPLOY: return service_request(x->s, PIPELINE_DEPLOY, NEW, NULL);
+        case PIPELINE_ROLLBACK: return service_request(x->s, PIPELINE_ROLLBACK, OLD, "rolled back by a test");
+        default: return service_poll(x->s);
+        }
+}
+
+/* Answer every step: the one at fail_at the case's way, the others well. */
+static void drive(Fixture *x, const Case *c) {
+        bool restarted = false;
+
+        while (x->fake.pending) {
+                int at = (int) x->fake.n_started - 1;
+                bool health = c->unhealthy && !restarted && streq(x->fake.step, "restart");
+
+                restarted = restarted || streq(x->fake.step, "restart");
+                fake_complete(&x->fake, at == c->fail_at ? c->how : health ? OUTCOME_FAIL : OUTCOME_OK);
+        }
+}
+
+static void history_text(const ServiceState *st, char *buf, size_t size) {
+        size_t n = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < st->n_history && n < size; i++)
+                n += (size_t) snprintf(buf + n, size - n, "%s%s:%s", i ? " " : "", st->history[i].outcome,
+                                       st->history[i].sha);
+}
+
+/* current before the pipeline */
+static const char *initial(const Case *c) {
+        return c->kind == PIPELINE_ROLLBACK ? NEW : c->previous ? OLD : NULL;
+}
+
+static void check(Fixture *x, const Case *c) {
+        const ServiceState *st = x->s->state;
+        char history[512];
+
+        print_message("%s\n", c->name);
+        assert_string_equal(x->fake.started, c->steps);
+        assert_int_equal(x->ended.n, 1);
+        assert_int_equal(x->ended.r, c->r);
+        assert_null(x->s->pipeline);
+        if (c->current)
+                assert_string_equal(st->current, c->current);
+        else
+                assert_null(st->current);
+        assert_int_equal(st->n_bad, c->bad ? 1 : 0);
+        if (c->bad)
+                assert_string_equal(st->bad[0].sha, c->bad);
+        history_text(st, history, sizeof history);
+        assert_string_equal(history, c->history);
+        if (c->in_flight)
+                assert_string_equal(st->in_flight_step, c->in_flight);
+        else
+                assert_null(st->in_flight_step);
+        /* last_error says why, exactly when it failed */
+        if (c->r < 0)
+                assert_non_null(st->last_error);
+        else
+                assert_null(st->last_error);
+        assert_int_equal(x->ended.changed, !streq_ptr(c->current, initial(c)));
+        /* an operator's deploy pins the service to what it deployed */
+        if (c->kind == PIPELINE_DEPLOY && c->r == 0)
+                assert_string_equal(st->pinned, NEW);
+}
+
+/* What was saved is what is in memory: a crash now loses nothing. */
+static void check_saved(Fixture *x) {
+        _cleanup_state_ ServiceState *disk = NULL;
+        _cleanup_free_ char *mem = state_format(x->s->state), *saved = NULL;
+
+        assert_int_equal(state_load(x->s->state_path, &disk, NULL), 0);
+        saved = state_format(disk);
+        assert_string_equal(saved, mem);
+}
+
+static void test_cases(void **unused) {
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const Case *c = &cases[i];
+                FixtureOptions o = { .restart = c->restart, .auto_rollback = c->auto_rollback };
+                Fixture *x = fixture_new(&o);
+                int r;
+
+                setup(x, c);
+                r = start(x, c);
+                drive(x, c);
+                /* a step refused at once ends the pipeline inside the call */
+                assert_int_equal(r, 0);
+                check(x, c);
+                check_saved(x);
+                fixture_free(x);
+        }
+}
+
+/* A crash during restart leaves in_flight; the next poll finishes it. */
+static void test_recover_after_restart_crash(void **unused) {
+        FixtureOptions o = { .restart = true, .auto_rollback = true };
+        Fixture *x = fixture_new(&o);
+
+        assert_int_equal(state_set(&x->s->state->current, OLD), 0);
+        fixture_release(x, OLD);
+        assert_int_equal(service_poll(x->s), 0);
+        for (int i = 0; i < 4; i++)
+                fake_complete(&x->fake, OUTCOME_OK);
+        fake_complete(&x->fake, OUTCOME_CRASH);
+        assert_true(pipeline_needs_recovery(x->s->state));
+        assert_int_equal(x->s->failures, 1);
+
+        /* recovery checks the release again: healthy now */
+        assert_int_equal(service_poll(x->s), 0);
+        assert_string_equal(x->fake.step, "restart");
+        fake_complete(&x->fake, OUTCOME_OK);
+        assert_string_equal(x->fake.step, "prune");
+        fake_complete(&x->fake, OUTCOME_OK);
+        assert_int_equal(x->ended.r, 0);
+        assert_int_equal(x->ended.n, 2);
+        assert_int_equal(x->s->failures, 0);
+        assert_string_equal(x->s->state->current, NEW);
+        assert_null(x->s->state->in_flight_step);
+        assert_false(pipeline_needs_recovery(x->s->state));
+        fixture_free(x);
+}
+
+/* An agent killed during the rollback finishes it when it starts again. */
+static void test_recover_rollback(void **unused) {
+        FixtureOptions o = { .restart = true, .auto_rollback = true };
+        Fixture *x = fixture_new(&o);
+        ServiceState *st = x->s->state;
+
+        assert_int_equal(state_set(&st->current, NEW), 0);
+        assert_int_equal(state_set(&st->in_flight_step, "rollback"), 0);
+        assert_int_equal(state_set(&st->in_flight_sha, NEW), 0);
+        assert_int_equal(state_set(&st->in_flight_previous, OLD), 0);
+        assert_true(pipeline_needs_recovery(st));
+        /* an operator's request waits behind the recovery */
+        assert_int_equal(service_request_seq(x->s), 2);
+        assert_int_equal(service_poll(x->s), 0);
+        drive(x, &(Case) { .fail_at = -1 });
+        assert_string_equal(x->fake.started, "activate restart");
+        assert_int_equal(x->ended.r, -EIO);
+        assert_string_equal(st->current, OLD);
+        assert_int_equal(st->n_bad, 1);
+        assert_string_equal(st->bad[0].sha, NEW);
+        assert_string_equal(st->bad[0].reason, "interrupted during its rollback");
+        assert_null(st->in_flight_step);
+        fixture_free(x);
+}
+
+/* Shutting down: the step is stopped, its record kept for the next start. */
+static void test_stop(void **unused) {
+        static const char *const steps[] = { "discover", "fetch", "unpack", "activate", "restart", "prune" };
+
+        for (size_t at = 0; at < ELEMENTSOF(steps); at++) {
+                FixtureOptions o = { .restart = true, .auto_rollback = true };
+                Fixture *x = fixture_new(&o);
+
+                assert_int_equal(state_set(&x->s->state->current, OLD), 0);
+                fixture_release(x, OLD);
+                assert_int_equal(service_poll(x->s), 0);
+                for (size_t i = 0; i < at; i++)
+                        fake_complete(&x->fake, OUTCOME_OK);
+                assert_string_equal(x->fake.step, steps[at]);
+                pipeline_stop(x->s->pipeline);
+                assert_int_equal(x->fake.n_stops, 1);
+                fake_complete(&x->fake, OUTCOME_STOPPED);
+                assert_int_equal(x->ended.r, -ECANCELED);
+                assert_int_equal(x->s->failures, 0);
+                assert_string_equal(x->s->state->last_error, "stopped: the agent is shutting down");
+                /* discover records nothing: there is nothing to recover */
+                if (at == 0)
+                        assert_null(x->s->state->in_flight_step);
+                else
+                        assert_string_equal(x->s->state->in_flight_step, steps[at]);
+                fixture_free(x);
+        }
+}
+
+/* Polls: a failure counts for the backoff, success clears it; a pinned
+ * or paused service starts nothing; a running one refuses. */
+static void test_poll_and_failures(void **unused) {
+        FixtureOptions o = { .restart = true, .auto_rollback = true };
+        Fixture *x = fixture_new(&o);
+
+        for (unsigned i = 1; i <= 3; i++) {
+                assert_int_equal(service_poll(x->s), 0);
+                assert_int_equal(service_poll(x->s), -EBUSY);
+                fake_complete(&x->fake, OUTCOME_CRASH);
+                assert_int_equal(x->s->failures, i);
+                assert_int_equal(x->ended.seq, i);
+        }
+        assert_int_equal(service_poll(x->s), 0);
+        drive(x, &(Case) { .fail_at = -1 });
+        assert_int_equal(x->ended.r, 0);
+        assert_int_equal(x->s->failures, 0);
+        assert_string_equal(x->s->state->current, NEW);
+
+        x->s->state->paused = true;
+        assert_int_equal(service_poll(x->s), 0);
+        assert_false(x->fake.pending);
+        x->s->state->paused = false;
+        assert_int_equal(state_set(&x->s->state->pinned, OLD), 0);
+        assert_int_equal(service_poll(x->s), 0);
+        assert_false(x->fake.pending);
+        assert_int_equal(x->ended.n, 4);
+        fixture_free(x);
+}
+
+/* A target marked bad is not deployed again; its pointer is settled. */
+static void test_bad_target_skipped(void **unused) {
+        FixtureOptions o = { .restart = true, .auto_rollback = true };
+        Fixture *x = fixture_new(&o);
+
+        assert_int_equal(state_set(&x->s->state->current, OLD), 0);
+        assert_int_equal(state_mark_bad(x->s->state, NEW, NULL, "earlier", 1), 0);
+        assert_int_equal(service_poll(x->s), 0);
+        fake_complete(&x->fake, OUTCOME_OK);
+        assert_false(x->fake.pending);
+        assert_int_equal(x->ended.r, 0);
+        assert_false(x->ended.changed);
+        assert_string_equal(x->s->state->current, OLD);
+        fixture_free(x);
+}
+
+/* A release already on disk is activated without downloading it. */
+static void test_release_on_disk(void **unused) {
+        FixtureOptions o = { .restart = false, .auto_rollback = true };
+        Fixture *x = fixture_new(&o);
+
+        fixture_release(x, NEW);
+        assert_int_equal(service_poll(x->s), 0);
+        drive(x, &(Case) { .fail_at = -1 });
+        assert_string_equal(x->fake.started, "discover activate prune");
+        assert_string_equal(x->s->state->current, NEW);
+        fixture_free(x);
+}
+
+/* An operator's request while a pipeline runs waits for it; a second is refused. */
+static void test_request_queued(void **unused) {
+        FixtureOptions o = { .restart = false, .auto_rollback = true };
+        Fixture *x = fixture_new(&o);
+
+        assert_int_equal(service_poll(x->s), 0);
+        assert_int_equal(service_request_seq(x->s), 2);
+        assert_int_equal(service_request(x->s, PIPELINE_DEPLOY, OLD, NULL), 0);
+        assert_int_equal(service_request(x->s, PIPELINE_DEPLOY, OLD, NULL), -EBUSY);
+        fake_complete(&x->fake, OUTCOME_NOT_FOUND);
+        assert_int_equal(x->ended.r, -ENOENT);
+        service_next(x->s);            /* what the manager does when a pipeline ended */
+        assert_string_equal(x->fake.step, "fetch");
+        drive(x, &(Case) { .fail_at = -1 });
+        assert_int_equal(x->ended.seq, 2);
+        assert_int_equal(x->ended.r, 0);
+        assert_string_equal(x->s->state->current, OLD);
+        assert_string_equal(x->s->state->pinned, OLD);
+        assert_int_equal(x->s->pending_kind, _PIPELINE_KIND_NONE);
+        fixture_free(x);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_cases),
+                cmocka_unit_test(test_recover_after_restart_crash),
+                cmocka_unit_test(test_recover_rollback),
+                cmocka_unit_test(test_stop),
+                cmocka_unit_test(test_poll_and_failures),
+                cmocka_unit_test(test_bad_target_skipped),
+                cmocka_unit_test(test_release_on_disk),
+                cmocka_unit_test(test_request_queued),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
