@@ -166,7 +166,7 @@ static void write_config(const char *dir, char *path, size_t size) {
         f = fopen(path, "we");
         if (!f)
                 abort();
-        fprintf(f, "[agent]\nstate_dir = %s/state\nsocket = %s\nworker_user = nobody\n\n"
+        fprintf(f, "[agent]\nstate_dir = %s/state\nsocket = %s\nworker_user = nobody\npoll_interval = 1d\n\n"
                    "[s3]\nregion = eu-west-1\n", dir, socket_path);
         for (size_t i = 0; i < N_SERVICES; i++)
                 fprintf(f, "\n[service \"svc%zu\"]\nbucket = acme\nroot = %s/srv/svc%zu\nunit = svc%zu.service\n",
@@ -227,6 +227,11 @@ static void reset_service(Service *s, unsigned flags) {
                 free(s->pipeline->sha);
                 s->pipeline = mfree(s->pipeline);
         }
+        /* an earlier input's finished pipeline armed the next poll: a poll
+         * firing in the middle of a later input would start a pipeline no
+         * request asked for */
+        if (s->timer && sd_event_source_set_enabled(s->timer, SD_EVENT_OFF) < 0)
+                abort();
         state_free(s->state);
         s->state = st;
         s->pending_kind = _PIPELINE_KIND_NONE;
