@@ -336,6 +336,29 @@ static void restart_unfinished(Pipeline *p, const char *error) {
         end(p, -EIO, true);
 }
 
+/* Steps after the swap: what runs is unproven, or known unhealthy. */
+static bool after_swap(Step step) {
+        return step == STEP_RESTART || step == STEP_ROLLBACK || step == STEP_ROLLBACK_RESTART;
+}
+
+/* The pool refused a step after the swap. It refuses only while the agent
+ * shuts down or when memory runs out, so a retry now would meet the same
+ * refusal. The in-flight record stays instead: the next poll, or the next
+ * start of the agent, runs the recovery before anything else and checks
+ * the release again or finishes the rollback. Ending here with the record
+ * cleared would leave an unhealthy build current, unmarked, with nothing
+ * left to roll it back. The recovery marks it bad once it is rolled back. */
+static void after_swap_refused(Pipeline *p, int r, const char *error) {
+        Service *s = p->service;
+        bool rolling_back = p->step != STEP_RESTART;
+        _cleanup_free_ char *msg = p->failure ? strdup_printf("%s; %s", p->failure, error) : NULL;
+
+        log_event(LOG_ERR, LOG_MID_FAILED, "%s: %s; %s at the next poll", s->name, msg ?: error,
+                  rolling_back ? "rolling back" : "checking it again");
+        (void) state_set(&s->state->last_error, msg ?: error);
+        end(p, r, true);
+}
+
 /* A step failed: what that means depends on where we are. */
 static void on_step_failed(Pipeline *p, const WorkerOutcome *o) {
         const char *error = o->error ?: "failed";
@@ -441,6 +464,8 @@ static void run_step(Pipeline *p, Step step) {
         json_decref(job);
         if (r < 0) {
                 _cleanup_free_ char *msg = strdup_printf("%s: cannot start worker: %s", step_names[step], strerror(-r));
+                if (after_swap(step))
+                        return after_swap_refused(p, r, msg ?: "cannot start worker");
                 return fail(p, r, msg ?: "cannot start worker");
         }
 }

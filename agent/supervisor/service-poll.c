@@ -106,15 +106,31 @@ int service_request(Service *s, PipelineKind kind, const char *sha, const char *
         return r < 0 ? r : 0;
 }
 
+/* A queued request that cannot start ends as a pipeline that failed at
+ * once, under the number it was given: the client waiting for it hears
+ * why, and the owner does what it does after every pipeline (arms the next
+ * poll, applies a reload that waited, frees the config it replaced). */
+static void pending_failed(Service *s, int r) {
+        _cleanup_free_ char *error = strdup_printf("cannot start: %s", strerror(-r));
+        PipelineResult res = {
+                .r = r, .sha = s->state->current, .previous = s->state->current, .error = error ?: "cannot start",
+        };
+
+        pipeline_done(s, &res);
+}
+
 /* The operator's request that waited for the pipeline that just ended. */
 static bool start_pending(Service *s) {
         _cleanup_free_ char *sha = TAKE_PTR(s->pending_sha), *reason = TAKE_PTR(s->pending_reason);
         PipelineKind kind = s->pending_kind;
+        int r;
 
         if (kind == _PIPELINE_KIND_NONE)
                 return false;
         s->pending_kind = _PIPELINE_KIND_NONE;
-        (void) start(s, kind, sha, reason);
+        r = start(s, kind, sha, reason);
+        if (r < 0)
+                pending_failed(s, r); /* s may be freed from here */
         return true;
 }
 

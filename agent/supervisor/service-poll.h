@@ -29,5 +29,7 @@ int service_request(Service *s, PipelineKind kind, const char *sha, const char *
 /* The number of the pipeline the next service_request() will run as. */
 unsigned service_request_seq(const Service *s);
 
-/* After a pipeline ended: the waiting operator request, or the next poll. */
+/* After a pipeline ended: the waiting operator request, or the next poll.
+ * A waiting request that cannot start ends through the pipeline_ended
+ * callback at once, which may free s. */
 void service_next(Service *s);

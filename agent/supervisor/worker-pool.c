@@ -75,8 +75,7 @@ struct Worker {
         worker_progress_cb progress;
         worker_done_cb done;
         void *userdata;
-        json_t *result;
-        char *error;                   /* first reason it failed */
+        WorkerReading reading;         /* its messages so far */
         bool stopping;                 /* SIGTERM sent; SIGKILL next */
         int status;
         struct rusage usage;
@@ -155,19 +154,6 @@ static int spawn(Worker *w) {
         return 0;
 }
 
-static void fail(Worker *w, const char *fmt, ...) _printf_(2, 3);
-static void fail(Worker *w, const char *fmt, ...) {
-        va_list ap;
-
-        if (!w->error) {
-                va_start(ap, fmt);
-                if (vasprintf(&w->error, fmt, ap) < 0)
-                        w->error = NULL;
-                va_end(ap);
-        }
-        (void) kill(-w->pid, SIGKILL);
-}
-
 static int send_job(Worker *w, json_t *job) {
         _cleanup_free_ char *text = NULL;
         size_t n;
@@ -184,30 +170,101 @@ static int send_job(Worker *w, json_t *job) {
         return send(w->fd, text, n, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-/* One message from the worker: progress (passed on) or the result (kept). */
-static void handle_message(Worker *w, const char *buf, ssize_t n) {
+/* ---- reading a worker ---- */
+
+void worker_reading_fail(WorkerReading *rd, const char *fmt, ...) {
+        va_list ap;
+
+        if (rd->error)
+                return;
+        va_start(ap, fmt);
+        if (vasprintf(&rd->error, fmt, ap) < 0)
+                rd->error = NULL;
+        va_end(ap);
+}
+
+void worker_reading_timed_out(WorkerReading *rd, uint64_t timeout_usec) {
+        worker_reading_fail(rd, "%s worker timed out after %llus", rd->step,
+                            (unsigned long long) (timeout_usec / USEC_PER_SEC));
+}
+
+/* Progress messages until the one result; anything else, or anything
+ * after the result, breaks the protocol. */
+WorkerMessage worker_reading_message(WorkerReading *rd, const char *buf, size_t n, uint64_t *ret_bytes,
+                                     uint64_t *ret_total) {
+        json_auto_t *msg = NULL;
         json_error_t jerr;
-        json_t *msg, *progress;
+        json_t *progress;
 
         if (n > WORKER_MESSAGE_MAX)
-                return fail(w, "%s worker sent an oversized message", w->step);
-        msg = json_loadb(buf, (size_t) n, JSON_REJECT_DUPLICATES, &jerr);
-        if (!json_is_object(msg)) {
-                json_decref(msg);
-                return fail(w, "%s worker sent garbage: %s", w->step, msg ? "not an object" : jerr.text);
-        }
+                return worker_reading_fail(rd, "%s worker sent an oversized message", rd->step), WORKER_MESSAGE_INVALID;
+        msg = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(msg))
+                return worker_reading_fail(rd, "%s worker sent garbage: %s", rd->step, msg ? "not an object" : jerr.text),
+                       WORKER_MESSAGE_INVALID;
         progress = json_object_get(msg, "progress");
-        if (json_is_object(progress) && !w->result) {
+        if (json_is_object(progress) && !rd->result) {
+                *ret_bytes = job_uint64(progress, "bytes", 0);
+                *ret_total = job_uint64(progress, "total", 0);
+                return WORKER_MESSAGE_PROGRESS;
+        }
+        if (rd->result || !json_is_boolean(json_object_get(msg, "ok")))
+                return worker_reading_fail(rd, "%s worker broke protocol", rd->step), WORKER_MESSAGE_INVALID;
+        rd->result = TAKE_PTR(msg);
+        return WORKER_MESSAGE_RESULT;
+}
+
+static char *describe_status(const char *step, int status) {
+        if (WIFSIGNALED(status))
+                return strdup_printf("%s worker killed by SIG%s", step, sigabbrev_np(WTERMSIG(status)) ?: "?");
+        if (WIFEXITED(status))
+                return strdup_printf("%s worker exited with status %d without a result", step, WEXITSTATUS(status));
+        return strdup_printf("%s worker ended abnormally", step);
+}
+
+void worker_reading_done(WorkerReading *rd) {
+        json_decref(rd->result);
+        rd->result = NULL;
+        rd->error = mfree(rd->error);
+}
+
+void worker_reading_finish(WorkerReading *rd, int status, WorkerOutcome *ret) {
+        json_t *err;
+
+        if (!rd->error && !rd->result)
+                rd->error = describe_status(rd->step, status);
+        if (rd->error) {
+                ret->error = TAKE_PTR(rd->error);
+                return worker_reading_done(rd); /* a result next to a failure is not trusted */
+        }
+        ret->result = TAKE_PTR(rd->result);
+        ret->ok = json_is_true(json_object_get(ret->result, "ok"));
+        ret->bad = job_bool(ret->result, "bad", false);
+        err = json_object_get(ret->result, "error");
+        if (!ret->ok)
+                ret->error = strdup_printf("%s: %s", rd->step,
+                                           json_is_string(err) ? json_string_value(err) : "failed without a reason");
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                log_warning("%s worker ended with status 0x%x after sending its result", rd->step, (unsigned) status);
+}
+
+/* ---- following a worker ---- */
+
+/* One message from the worker: progress (passed on) or the result (kept). */
+static void handle_message(Worker *w, const char *buf, ssize_t n) {
+        uint64_t bytes = 0, total = 0;
+
+        switch (worker_reading_message(&w->reading, buf, (size_t) n, &bytes, &total)) {
+        case WORKER_MESSAGE_PROGRESS:
                 if (w->progress)
-                        w->progress(job_uint64(progress, "bytes", 0), job_uint64(progress, "total", 0), w->userdata);
-                json_decref(msg);
-                return;
+                        w->progress(bytes, total, w->userdata);
+                break;
+        case WORKER_MESSAGE_RESULT:
+                break;
+        case WORKER_MESSAGE_INVALID:
+                (void) kill(-w->pid, SIGKILL);
+                break;
         }
-        if (w->result || !json_is_boolean(json_object_get(msg, "ok"))) {
-                json_decref(msg);
-                return fail(w, "%s worker broke protocol", w->step);
-        }
-        w->result = msg;
 }
 
 static void close_socket(Worker *w) {
@@ -238,14 +295,6 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         return 0;
 }
 
-static char *describe_status(const char *step, int status) {
-        if (WIFSIGNALED(status))
-                return strdup_printf("%s worker killed by SIG%s", step, sigabbrev_np(WTERMSIG(status)) ?: "?");
-        if (WIFEXITED(status))
-                return strdup_printf("%s worker exited with status %d without a result", step, WEXITSTATUS(status));
-        return strdup_printf("%s worker ended abnormally", step);
-}
-
 static uint64_t timeval_usec(const struct timeval *tv) {
         return (uint64_t) tv->tv_sec * USEC_PER_SEC + (uint64_t) tv->tv_usec;
 }
@@ -256,8 +305,7 @@ static Worker *worker_free(Worker *w) {
         sd_event_source_disable_unref(w->timer_source);
         if (w->pidfd >= 0)
                 close(w->pidfd);
-        json_decref(w->result);
-        free(w->error);
+        worker_reading_done(&w->reading);
         free(w->step);
         free(w);
         return NULL;
@@ -268,24 +316,8 @@ static void finish(Worker *w) {
                 .max_rss_kib = (uint64_t) w->usage.ru_maxrss,
                 .cpu_usec = timeval_usec(&w->usage.ru_utime) + timeval_usec(&w->usage.ru_stime),
         };
-        json_t *err;
 
-        if (!w->error && !w->result)
-                w->error = describe_status(w->step, w->status);
-        if (w->error) {
-                o.error = TAKE_PTR(w->error);
-        } else {
-                o.result = TAKE_PTR(w->result);
-                o.ok = json_is_true(json_object_get(o.result, "ok"));
-                o.bad = job_bool(o.result, "bad", false);
-                err = json_object_get(o.result, "error");
-                if (!o.ok)
-                        o.error = strdup_printf("%s: %s", w->step,
-                                                json_is_string(err) ? json_string_value(err) : "failed without a reason");
-                if (!(WIFEXITED(w->status) && WEXITSTATUS(w->status) == 0))
-                        log_warning("%s worker ended with status 0x%x after sending its result", w->step,
-                                    (unsigned) w->status);
-        }
+        worker_reading_finish(&w->reading, w->status, &o);
         w->done(&o, w->userdata);
         json_decref(o.result);
         free(o.error);
@@ -307,9 +339,10 @@ static int on_worker_exit(sd_event_source *s, int fd, uint32_t revents, void *us
 static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Worker *w = userdata;
 
-        if (!w->error)
-                w->error = strdup_printf(w->stopping ? "%s worker stopped" : "%s worker timed out after %llus",
-                                         w->step, (unsigned long long) (w->timeout_usec / USEC_PER_SEC));
+        if (w->stopping)
+                worker_reading_fail(&w->reading, "%s worker stopped", w->step);
+        else
+                worker_reading_timed_out(&w->reading, w->timeout_usec);
         if (w->stopping) {
                 (void) kill(-w->pid, SIGKILL);
                 return sd_event_source_set_enabled(s, SD_EVENT_OFF);
@@ -322,8 +355,7 @@ void worker_stop(Worker *w) {
         if (w->stopping)
                 return;
         w->stopping = true;
-        if (!w->error)
-                w->error = strdup_printf("%s worker stopped", w->step);
+        worker_reading_fail(&w->reading, "%s worker stopped", w->step);
         (void) kill(-w->pid, SIGTERM);
         (void) sd_event_source_set_time_relative(w->timer_source, WORKER_KILL_GRACE_USEC);
         (void) sd_event_source_set_enabled(w->timer_source, SD_EVENT_ONESHOT);
@@ -355,7 +387,7 @@ int worker_start(sd_event *e, const char *step, json_t *job, uint64_t timeout_us
                 return -ENOMEM;
         }
         *w = (Worker) { .step = w->step, .fd = -1, .pidfd = -1, .timeout_usec = timeout_usec,
-                        .progress = progress, .done = done, .userdata = userdata };
+                        .progress = progress, .done = done, .userdata = userdata, .reading.step = w->step };
         r = spawn(w);
         if (r >= 0)
                 r = send_job(w, job);

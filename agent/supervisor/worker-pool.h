@@ -56,6 +56,38 @@ typedef struct WorkerOutcome {
  * started). The Worker is freed right after: drop every pointer to it. */
 typedef void (*worker_done_cb)(WorkerOutcome *o, void *userdata);
 
+/* ---- reading a worker: what its datagrams and its end amount to ----
+ * Kept apart from the process and the socket so that every way a worker
+ * can answer is tested without one. worker_start() feeds it each datagram
+ * and, once the worker is reaped, its wait status. The first reason a
+ * worker failed is the one reported: a timeout or a protocol violation is
+ * not hidden by the SIGKILL that follows it. */
+typedef struct WorkerReading {
+        const char *step;              /* for messages; not owned */
+        json_t *result;                /* the one {"ok":...} object, once read */
+        char *error;                   /* the first reason it failed */
+} WorkerReading;
+
+typedef enum WorkerMessage {
+        WORKER_MESSAGE_PROGRESS,       /* pass *ret_bytes of *ret_total on */
+        WORKER_MESSAGE_RESULT,         /* kept in the reading */
+        WORKER_MESSAGE_INVALID,        /* the worker broke the protocol: kill it */
+} WorkerMessage;
+
+/* One datagram; n is its size as recv(MSG_TRUNC) reports it, so it may
+ * exceed what buf holds: then it is refused unread. */
+WorkerMessage worker_reading_message(WorkerReading *rd, const char *buf, size_t n, uint64_t *ret_bytes,
+                                     uint64_t *ret_total);
+/* Record why the worker failed, unless a reason is known already. */
+void worker_reading_fail(WorkerReading *rd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The worker ran past its deadline of timeout_usec. */
+void worker_reading_timed_out(WorkerReading *rd, uint64_t timeout_usec);
+/* The worker was reaped with this wait status: what its done callback
+ * gets (the result and the error move into *ret; free them after). The
+ * reading is empty afterwards. */
+void worker_reading_finish(WorkerReading *rd, int status, WorkerOutcome *ret);
+void worker_reading_done(WorkerReading *rd);
+
 /* Start step with job on the event loop; the worker is killed (its whole
  * process group, SIGTERM then SIGKILL) when it runs past timeout_usec. */
 int worker_start(sd_event *e, const char *step, json_t *job, uint64_t timeout_usec,

@@ -158,7 +158,7 @@ static inline json_t *ok_result(const char *step) {
 }
 
 /* What the real pool hands the done callback for each way a step ends
- * (worker-pool.c's finish()). */
+ * (worker_reading_finish(); test-worker-pool.c checks that they agree). */
 static inline WorkerOutcome outcome(const char *step, Outcome how) {
         switch (how) {
         case OUTCOME_OK:

@@ -73,18 +73,23 @@ static const Case cases[] = {
              "", "restart"),
         AUTO("restart times out, no auto_rollback", false, 4, OUTCOME_TIMEOUT, "discover fetch unpack activate restart",
              -EIO, NEW, NULL, "", "restart"),
+        /* refused after the swap: the record stays, the next poll checks or rolls back */
         AUTO("restart refused", true, 4, OUTCOME_OK, "discover fetch unpack activate", -ECANCELED, NEW, NULL, "",
-             NULL),
+             "restart"),
         ROLLBACK_TROUBLE("rollback fails", 5, OUTCOME_FAIL, "discover fetch unpack activate restart activate", NEW),
         ROLLBACK_TROUBLE("rollback crashes", 5, OUTCOME_CRASH, "discover fetch unpack activate restart activate", NEW),
         ROLLBACK_TROUBLE("rollback times out", 5, OUTCOME_TIMEOUT, "discover fetch unpack activate restart activate",
                          NEW),
         /* a pool that refuses only does so when shutting down (or out of memory) */
         { "rollback refused", PIPELINE_AUTO, true, true, true, 5, OUTCOME_OK, "discover fetch unpack activate restart",
-          -ECANCELED, NEW, NULL, "", NULL, true },
+          -ECANCELED, NEW, NULL, "", "rollback", true },
         ROLLBACK_TROUBLE("rollback restart fails", 6, OUTCOME_FAIL, ROLLBACK_SEQ, OLD),
         ROLLBACK_TROUBLE("rollback restart crashes", 6, OUTCOME_CRASH, ROLLBACK_SEQ, OLD),
         ROLLBACK_TROUBLE("rollback restart times out", 6, OUTCOME_TIMEOUT, ROLLBACK_SEQ, OLD),
+        { "rollback restart refused", PIPELINE_AUTO, true, true, true, 6, OUTCOME_OK,
+          "discover fetch unpack activate restart activate", -ECANCELED, OLD, NULL, "", "rollback", true },
+        { "rollback, its restart refused", PIPELINE_ROLLBACK, true, true, true, 1, OUTCOME_OK, "activate", -ECANCELED,
+          OLD, NEW, "", "restart", false },
 
         /* prune is housekeeping: its failure fails nothing */
         AUTO("prune fails", true, 5, OUTCOME_FAIL, FULL, 0, NEW, NULL, "deployed:" NEW, NULL),
@@ -293,6 +298,38 @@ static void test_recover_rollback(void **unused) {
         fixture_free(x);
 }
 
+/* The pool refused the rollback of an unhealthy build (the agent was
+ * shutting down): the next pass, here the next start, rolls it back. */
+static void test_rollback_refused_then_recovered(void **unused) {
+        FixtureOptions o = { .restart = true, .auto_rollback = true };
+        Fixture *x = fixture_new(&o);
+        ServiceState *st = x->s->state;
+        const Case c = { .previous = true, .fail_at = 5, .how = OUTCOME_OK, .unhealthy = true };
+
+        setup(x, &c);
+        assert_int_equal(service_poll(x->s), 0);
+        drive(x, &c);
+        assert_int_equal(x->ended.r, -ECANCELED);
+        assert_string_equal(st->current, NEW);
+        assert_true(pipeline_needs_recovery(st));
+        assert_non_null(strstr(st->last_error, "restart: it broke"));
+        check_saved(x);
+
+        x->fake.refuse_at = -1;
+        x->fake.started[0] = '\0';
+        x->fake.n_started = 0;
+        assert_int_equal(service_poll(x->s), 0);
+        drive(x, &(Case) { .fail_at = -1 });
+        assert_string_equal(x->fake.started, "activate restart");
+        assert_int_equal(x->ended.n, 2);
+        assert_int_equal(x->ended.r, -EIO);
+        assert_string_equal(st->current, OLD);
+        assert_int_equal(st->n_bad, 1);
+        assert_string_equal(st->bad[0].sha, NEW);
+        assert_null(st->in_flight_step);
+        fixture_free(x);
+}
+
 /* Shutting down: the step is stopped, its record kept for the next start. */
 static void test_stop(void **unused) {
         static const char *const steps[] = { "discover", "fetch", "unpack", "activate", "restart", "prune" };
@@ -408,6 +445,7 @@ int main(void) {
                 cmocka_unit_test(test_cases),
                 cmocka_unit_test(test_recover_after_restart_crash),
                 cmocka_unit_test(test_recover_rollback),
+                cmocka_unit_test(test_rollback_refused_then_recovered),
                 cmocka_unit_test(test_stop),
                 cmocka_unit_test(test_poll_and_failures),
                 cmocka_unit_test(test_bad_target_skipped),

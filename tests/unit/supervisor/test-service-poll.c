@@ -124,6 +124,39 @@ static void test_timer_paused(void **unused) {
         fixture_free(x);
 }
 
+/* What the manager does when a pipeline ended, besides telling clients. */
+static void on_ended_then_next(Service *s, unsigned seq, const PipelineResult *res, void *userdata) {
+        on_ended(s, seq, res, userdata);
+        service_next(s);
+}
+
+/* An operator's request queued behind a pass that then cannot start (here
+ * a sha the control socket would have refused) ends at once, under its own
+ * number, so the client waiting for it hears why and the owner re-arms the
+ * poll (and applies a reload that waited for it). */
+static void test_queued_request_cannot_start(void **unused) {
+        FixtureOptions o = { .jitter_percent = 0 };
+        Fixture *x = fixture_new(&o);
+
+        x->callbacks.pipeline_ended = on_ended_then_next;
+        assert_int_equal(service_poll(x->s), 0);
+        assert_int_equal(service_request_seq(x->s), 2);
+        assert_int_equal(service_request(x->s, PIPELINE_DEPLOY, "not-a-sha", NULL), 0);
+        fake_complete(&x->fake, OUTCOME_NOT_FOUND);
+        assert_false(x->fake.pending);
+        assert_null(x->s->pipeline);
+        assert_int_equal(x->ended.n, 2);
+        assert_int_equal(x->ended.seq, 2);
+        assert_int_equal(x->ended.r, -EINVAL);
+        assert_non_null(x->ended.error);
+        assert_int_equal(x->s->pending_kind, _PIPELINE_KIND_NONE);
+        /* the next poll is armed, backed off by that one failure */
+        assert_int_equal(x->s->failures, 1);
+        assert_true(sd_event_source_get_enabled(x->s->timer, NULL) > 0);
+        assert_in_range(timer_in(x), 110 * SEC, 120 * SEC);
+        fixture_free(x);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_backoff_without_jitter),
@@ -132,6 +165,7 @@ int main(void) {
                 cmocka_unit_test(test_jitter_full),
                 cmocka_unit_test(test_timer_starts_a_pass),
                 cmocka_unit_test(test_timer_paused),
+                cmocka_unit_test(test_queued_request_cannot_start),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
