@@ -1,4 +1,4 @@
-/* config.h: deploy.ini (DESIGN.md section 4) loaded with inih into typed,
+/* config.h: deploy.ini (deploy.ini(5)) loaded with inih into typed,
  * validated structs. Shared by deploy-agent and deployctl. */
 #pragma once
 

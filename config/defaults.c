@@ -1,4 +1,4 @@
-/* defaults.c: the default of every deploy.ini key (DESIGN.md section 4), the
+/* defaults.c: the default of every deploy.ini key (deploy.ini(5)), the
  * checks that span several keys of a section, and freeing. */
 #define _GNU_SOURCE
 #include <syslog.h>
@@ -72,12 +72,6 @@ void config_agent_done(AgentConfig *a) {
 }
 
 /* Secrets are wiped, not just freed: a core dump should not carry them. */
-static void free_secret(char *s) {
-        if (s)
-                explicit_bzero(s, strlen(s));
-        free(s);
-}
-
 void config_s3_done(S3Config *s) {
         free(s->region);
         free(s->endpoint);

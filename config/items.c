@@ -1,4 +1,4 @@
-/* items.c: the keys of each deploy.ini section (DESIGN.md section 4), how
+/* items.c: the keys of each deploy.ini section (deploy.ini(5)), how
  * each value is parsed and checked, and how it is printed back. */
 #include <ctype.h>
 #include <inttypes.h>
@@ -367,7 +367,7 @@ static int parse_enum(const ConfigItem *item, const char *value, int *field, cha
 }
 
 static int parse_small(const ConfigItem *item, const char *value, void *field, char **ret_problem) {
-        uint64_t u;
+        uint64_t u = 0;
         mode_t m;
         int r;
 

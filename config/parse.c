@@ -223,7 +223,7 @@ static const char *format_with_unit(uint64_t v, const Unit *units, size_t n_unit
 }
 
 const char *config_format_duration(uint64_t usec, char buf[static CONFIG_FORMAT_MAX]) {
-        /* "60s", as DESIGN.md and deploy.ini.example spell the defaults. */
+        /* "60s", as deploy.ini(5) and deploy.ini.example spell the defaults. */
         if (usec == 0 || usec == 60 * USEC_PER_SEC) {
                 snprintf(buf, CONFIG_FORMAT_MAX, "%us", (unsigned) (usec / USEC_PER_SEC));
                 return buf;

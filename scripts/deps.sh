@@ -23,7 +23,7 @@ run() {
 }
 
 packages=(
-        build-essential clang libclang-rt-14-dev pkg-config git ca-certificates curl
+        build-essential clang libclang-rt-14-dev clang-tools cppcheck pkg-config git ca-certificates curl
         libcurl4-openssl-dev libarchive-dev libsystemd-dev libinih-dev libjansson-dev
         libsodium-dev libcmocka-dev libexpat1-dev
         python3 python3-pytest python3-botocore awscli minisign ansible-core

@@ -7,10 +7,6 @@ static bool is_sha_char(char c) {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
-static bool is_space(char c) {
-        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
 bool discover_match_key(const char *prefix, const char *suffix, const char *key, char ret_sha[static 41]) {
         size_t np = strlen(prefix), ns = strlen(suffix), nk = strlen(key), n;
 

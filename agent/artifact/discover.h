@@ -1,4 +1,4 @@
-/* discover.h: the pure half of the discover step (DESIGN.md section 3.1):
+/* discover.h: the pure half of the discover step (docs/design.md, "Steps"):
  * which keys are artifacts, which artifact is the newest, what a pointer
  * object says. No I/O here; step-discover.c feeds it S3 listings. */
 #pragma once

@@ -1,7 +1,7 @@
-/* minisign.h: verification of minisign signatures (DESIGN.md section 3.2)
+/* minisign.h: verification of minisign signatures (docs/design.md, "Steps")
  * with libsodium, in the fetch worker, before anything is unpacked.
  *
- * Formats (FIELD-NOTES): a public key is base64 of "Ed" + key id (8) +
+ * Formats (as minisign 0.11 writes them): a public key is base64 of "Ed" + key id (8) +
  * Ed25519 key (32). A .minisig file is four lines: "untrusted comment: ...",
  * base64 of "ED" + key id (8) + signature (64), "trusted comment: TEXT",
  * base64 of the global signature (64). "ED" signs BLAKE2b-512 of the file

@@ -3,10 +3,6 @@
 
 #include "common/util.h"
 
-static bool is_space(char c) {
-        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
 static int hex_lower(char c) {
         if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
                 return c;

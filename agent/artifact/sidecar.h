@@ -1,4 +1,4 @@
-/* sidecar.h: the pure half of the fetch step (DESIGN.md section 3.2): what a
+/* sidecar.h: the pure half of the fetch step (docs/design.md, "Steps"): what a
  * checksum sidecar says and what the downloaded file is called. No I/O here;
  * step-fetch.c does the transfer. */
 #pragma once

@@ -7,7 +7,7 @@
  * header is checked here before it reaches archive_write_disk, and data is
  * counted block by block as it streams.
  *
- * Policy beyond DESIGN.md step 3:
+ * Policy beyond docs/design.md, "Steps" (unpack):
  * - hardlinks are allowed only to a regular file already extracted inside the
  *   tree (the target passes the same path check); anything else is refused.
  * - a symlink target may climb with leading ".." components only ("../a/b",
@@ -138,11 +138,11 @@ bool unpack_link_target_inside(const char *entry_path, const char *target) {
 /* The entry's name for messages: printable, bounded (log lines must not be
  * forgeable by a file name). */
 static void shown_name(const char *path, char buf[static UNPACK_NAME_SHOWN + 4]) {
-        size_t i;
+        size_t n = path ? strnlen(path, UNPACK_NAME_SHOWN + 1) : 0, i;
 
-        for (i = 0; path && path[i] && i < UNPACK_NAME_SHOWN; i++)
+        for (i = 0; i < n && i < UNPACK_NAME_SHOWN; i++)
                 buf[i] = isprint((unsigned char) path[i]) && path[i] != '"' ? path[i] : '?';
-        if (path && path[i])
+        if (n > UNPACK_NAME_SHOWN)
                 buf[i++] = '.', buf[i++] = '.', buf[i++] = '.';
         buf[i] = '\0';
 }

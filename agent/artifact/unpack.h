@@ -1,5 +1,5 @@
 /* unpack.h: extract an untrusted archive with libarchive into an empty
- * directory, refusing anything that could escape it (DESIGN.md step 3). */
+ * directory, refusing anything that could escape it (docs/design.md, "Steps"). */
 #pragma once
 
 #include <stdbool.h>

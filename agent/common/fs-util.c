@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "common/fs-util.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -135,6 +136,20 @@ int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t n
         return fsync(dirfd) < 0 ? -errno : 0;
 }
 
+int dir_exists_at(int dirfd, const char *name) {
+        struct stat st;
+
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        return S_ISDIR(st.st_mode) ? 1 : -ENOTDIR;
+}
+
+bool release_dir_exists(const char *releases_dir, const char *sha) {
+        _cleanup_free_ char *path = strdup_printf("%s/%s", releases_dir, sha);
+
+        return path && dir_exists_at(AT_FDCWD, path) > 0;
+}
+
 int release_link_sha(int root_fd, const char *link_name, char **ret_sha) {
         _cleanup_free_ char *target = NULL;
         const char *base;
@@ -144,6 +159,7 @@ int release_link_sha(int root_fd, const char *link_name, char **ret_sha) {
         r = readlink_at(root_fd, link_name, &target);
         if (r < 0)
                 return r;
+        assert(target); /* for the static analyzer, which cannot know that errno > 0 */
         base = strrchr(target, '/');
         base = base ? base + 1 : target;
         if (!sha_is_valid(base))

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 static inline void closedirp(DIR **d) {
@@ -30,6 +31,14 @@ int readlink_at(int dirfd, const char *name, char **ret);
 
 /* Write data to dirfd/name atomically: temp file, fsync, rename, fsync dir. */
 int write_file_atomic_at(int dirfd, const char *name, const void *data, size_t n, mode_t mode);
+
+/* Does a release exist: 1 when dirfd/name is a directory (a symlink is not
+ * followed), 0 when nothing is there, -ENOTDIR when something else is,
+ * -errno when it cannot be told. */
+int dir_exists_at(int dirfd, const char *name);
+
+/* releases_dir/sha is a directory, as dir_exists_at() sees it. */
+bool release_dir_exists(const char *releases_dir, const char *sha);
 
 /* The sha a "current"-style symlink points to ("releases/<sha>"), or -ENOENT. */
 int release_link_sha(int root_fd, const char *link_name, char **ret_sha);

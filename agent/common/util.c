@@ -13,6 +13,18 @@ uint64_t now_usec(int clock_id) {
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 }
 
+void free_secret(char *s) {
+        if (s)
+                explicit_bzero(s, strlen(s));
+        free(s);
+}
+
+int error_context(char **ret_error, int r, const char *what) {
+        if (ret_error && *ret_error)
+                return r;
+        return error_set(ret_error, r, "%s: %s", what, strerror(-r));
+}
+
 int error_set(char **ret_error, int r, const char *fmt, ...) {
         va_list ap;
         char *s;

@@ -72,6 +72,13 @@ static inline bool isempty(const char *s) {
 static inline const char *strempty(const char *s) {
         return s ? s : "";
 }
+/* ASCII white space, whatever the locale. */
+static inline bool is_space(char c) {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Wipe a secret (a key, a token, a body that held one), then free it. */
+void free_secret(char *s);
 
 /* Microseconds on the given clock (CLOCK_MONOTONIC or CLOCK_REALTIME). */
 uint64_t now_usec(int clock_id);
@@ -80,6 +87,10 @@ uint64_t now_usec(int clock_id);
  * NULL) and return r, which must be negative: the error path of every module
  * that explains its failures ("entry ../x escapes the release"). */
 int error_set(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
+
+/* "what: strerror(-r)" into *ret_error unless it already holds a message
+ * (the module that failed explained itself); returns r. */
+int error_context(char **ret_error, int r, const char *what);
 
 /* A malloc'd formatted string, or NULL when out of memory. */
 char *strdup_printf(const char *fmt, ...) _printf_(1, 2);

@@ -1,5 +1,5 @@
 /* ctl-print.h: deployctl's output (text for people, JSON for Ansible) and
- * its exit codes (DESIGN.md section 5). */
+ * its exit codes (docs/design.md, "Control protocol"). */
 #pragma once
 
 #include <jansson.h>

@@ -1,6 +1,7 @@
-/* deployctl.c: the operator's client (DESIGN.md section 5): queries and
- * drives deploy-agent over its control socket, and publishes builds for CI
- * (publish.c). Human output by default, one JSON object with --json. */
+/* deployctl.c: the operator's client (docs/design.md, "Control protocol"):
+ * queries and drives deploy-agent over its control socket, and publishes
+ * builds for CI (publish.c). Human output by default, one JSON object with
+ * --json. */
 #define _GNU_SOURCE
 #include <getopt.h>
 #include <signal.h>

@@ -244,12 +244,12 @@ static int parse_args(int argc, char **argv, PublishOptions *o) {
 
 /* CI without a config file: the settings the AWS tools read. */
 static void s3_config_from_env(S3Config *ret) {
-        const char *endpoint = getenv("AWS_ENDPOINT_URL_S3") ?: getenv("AWS_ENDPOINT_URL");
-        const char *region = getenv("AWS_REGION") ?: getenv("AWS_DEFAULT_REGION");
+        char *endpoint = getenv("AWS_ENDPOINT_URL_S3") ?: getenv("AWS_ENDPOINT_URL");
+        char *region = getenv("AWS_REGION") ?: getenv("AWS_DEFAULT_REGION");
 
         *ret = (S3Config) {
-                .region = (char *) (isempty(region) ? "us-east-1" : region),
-                .endpoint = (char *) (isempty(endpoint) ? NULL : endpoint),
+                .region = isempty(region) ? (char *) "us-east-1" : region,
+                .endpoint = isempty(endpoint) ? NULL : endpoint,
                 .addressing = isempty(endpoint) ? S3_ADDRESSING_VIRTUAL : S3_ADDRESSING_PATH,
                 .credentials = CREDENTIALS_AUTO,
         };

@@ -1,14 +1,16 @@
 /* credentials.c: static, environment and EC2 instance role credentials.
- * IMDSv2 (FIELD-NOTES): PUT /latest/api/token with a TTL header on an
- * unsigned handle that never uses a proxy, then GET the role name and the
- * role's credentials with that token. A 401 means the token expired: get a
- * new one once and ask again. */
+ * IMDSv2: PUT /latest/api/token with a TTL header, through
+ * CURLOPT_CUSTOMREQUEST (CURLOPT_UPLOAD sends a chunked body with Expect,
+ * which IMDS answers 417), on an unsigned handle that never uses a proxy,
+ * then GET the role name and the role's credentials with that token. A 401
+ * means the token expired: get a new one once and ask again. */
 #define _GNU_SOURCE
 #include "s3/credentials.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "common/curl-util.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -46,19 +48,9 @@ typedef struct Reply {
         size_t len;
 } Reply;
 
-static void free_secret(char *s) {
-        if (s)
-                explicit_bzero(s, strlen(s));
-        free(s);
-}
-
 static void reply_done(Reply *r) {
         free_secret(r->body);
         *r = (Reply) {};
-}
-
-static void slist_freep(struct curl_slist **l) {
-        curl_slist_free_all(*l);
 }
 
 void credentials_done(Credentials *c) {

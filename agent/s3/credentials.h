@@ -1,7 +1,8 @@
-/* credentials.h: where the S3 client's signing keys come from (DESIGN.md
- * section 4, [s3] credentials): the config (static), the environment
- * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) or the EC2
- * instance role through IMDSv2, and "auto" = environment, then IMDS.
+/* credentials.h: where the S3 client's signing keys come from
+ * (docs/design.md, "Security model"; the [s3] credentials key): the config
+ * (static), the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * AWS_SESSION_TOKEN) or the EC2 instance role through IMDSv2, and "auto" =
+ * environment, then IMDS.
  *
  * Creating a provider does no I/O: IMDS is asked on the first
  * credentials_get(), which the workers reach only after dropping

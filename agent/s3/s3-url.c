@@ -1,7 +1,8 @@
-/* s3-url.c: canonical S3 URLs. curl 7.88 signs the path and query exactly
- * as given (FIELD-NOTES), so they are built here the way SigV4 canonicalizes
- * them: RFC 3986 unreserved characters kept, everything else %XX in upper
- * case, query parameters sorted and always name=value. */
+/* s3-url.c: canonical S3 URLs. curl 7.88 signs the path and query exactly as
+ * given, unsorted and unencoded (fixed only in 8.3.0), so they are built here
+ * the way SigV4 canonicalizes them: RFC 3986 unreserved characters kept,
+ * everything else %XX in upper case, query parameters sorted and always
+ * name=value. */
 #define _GNU_SOURCE
 #include <stdio.h>
 
@@ -23,9 +24,10 @@ char *s3_uri_encode(const char *s, bool keep_slash) {
         n = strlen(s);
         if (n > (SIZE_MAX - 1) / 3)
                 return NULL;
-        out = p = malloc(n * 3 + 1);
+        out = malloc(n * 3 + 1);
         if (!out)
                 return NULL;
+        p = out;
         for (const unsigned char *q = (const unsigned char *) s; *q; q++) {
                 if (is_unreserved(*q) || (keep_slash && *q == '/')) {
                         *p++ = (char) *q;
@@ -58,21 +60,25 @@ static bool bucket_is_valid(const char *s) {
         return chars_in(s, "-._ABCDEFGHIJKLMNOPQRSTUVWXYZ", 255);
 }
 
+typedef struct EncodedParam {
+        char *name, *value;
+} EncodedParam;
+
 typedef struct Query {
-        S3QueryParam *params;          /* encoded copies, owned */
+        EncodedParam *params;          /* encoded copies, owned */
         size_t n;
 } Query;
 
 static void query_done(Query *q) {
         for (size_t i = 0; i < q->n; i++) {
-                free((char *) q->params[i].name);
-                free((char *) q->params[i].value);
+                free(q->params[i].name);
+                free(q->params[i].value);
         }
         free(q->params);
 }
 
 static int param_compare(const void *a, const void *b) {
-        const S3QueryParam *x = a, *y = b;
+        const EncodedParam *x = a, *y = b;
         int d = strcmp(x->name, y->name);
 
         return d != 0 ? d : strcmp(x->value, y->value);
@@ -86,7 +92,7 @@ static int build_query(const S3QueryParam *params, size_t n, char **ret) {
         _cleanup_free_ char *s = NULL;
         size_t len;
 
-        q.params = calloc(n ?: 1, sizeof(S3QueryParam));
+        q.params = calloc(n ?: 1, sizeof(EncodedParam));
         if (!q.params)
                 return -ENOMEM;
         for (; q.n < n; q.n++) {
@@ -97,7 +103,7 @@ static int build_query(const S3QueryParam *params, size_t n, char **ret) {
                         return -ENOMEM;
                 }
         }
-        qsort(q.params, q.n, sizeof(S3QueryParam), param_compare);
+        qsort(q.params, q.n, sizeof(EncodedParam), param_compare);
         f = open_memstream(&s, &len);
         if (!f)
                 return -ENOMEM;

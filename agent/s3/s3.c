@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <sys/param.h>
 
+#include "common/curl-util.h"
 #include "s3/s3-internal.h"
 #include "common/util.h"
 
@@ -15,10 +16,6 @@
 #define LOW_SPEED_LIMIT_BPS 1L         /* below this for stall_sec: abort */
 #define STALL_DEFAULT_SEC 30L
 #define STALL_MAX_SEC 600L
-
-static void slist_freep(struct curl_slist **l) {
-        curl_slist_free_all(*l);
-}
 
 S3Client *s3_client_free(S3Client *c) {
         if (!c)
@@ -162,7 +159,8 @@ static int slist_addf(struct curl_slist **l, const char *fmt, ...) {
         return 0;
 }
 
-/* Never an empty header: curl 7.88 mis-signs those (FIELD-NOTES). */
+/* Never an empty header (such as "Expect:"): curl before 8.3.0 (Debian 12
+ * has 7.88) mis-signs those. */
 static int build_headers(const Credentials *cr, const S3Transfer *t, struct curl_slist **ret) {
         _cleanup_(slist_freep) struct curl_slist *l = NULL;
         const S3GetRequest *req = t->req;

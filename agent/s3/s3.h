@@ -130,8 +130,8 @@ int s3_backoff_wait(S3Backoff *b, int r);
  * longer for -EBUSY (throttling). Exported for the unit tests. */
 uint64_t s3_backoff_delay(unsigned failures, int r, uint64_t random);
 
-/* ---- canonical URLs (FIELD-NOTES: curl 7.88 signs path and query as
- * given), exported for the unit tests ---- */
+/* ---- canonical URLs (curl 7.88 signs path and query as
+ * given, unsorted and unencoded), exported for the unit tests ---- */
 
 /* Percent-encode everything but A-Za-z0-9-._~ as uppercase %XX; '/' is kept
  * when keep_slash. */

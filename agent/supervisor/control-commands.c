@@ -1,5 +1,5 @@
-/* control-commands.c: what each control command does (DESIGN.md sections
- * 5 and 6). Reads are open to every peer; changes need an admin peer. */
+/* control-commands.c: what each control command does (docs/design.md,
+ * "Control protocol"). Reads are open to every peer; changes need an admin peer. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
@@ -7,6 +7,7 @@
 
 #include "supervisor/control-commands.h"
 #include "common/fs-util.h"
+#include "common/json-util.h"
 #include "common/log.h"
 #include "supervisor/manager.h"
 #include "supervisor/pipeline.h"
@@ -31,10 +32,6 @@ typedef struct Command {
         void (*run)(Request *r);
 } Command;
 
-static json_t *str_or_null(const char *s) {
-        return s ? json_string(s) : json_null();
-}
-
 static json_t *timestamp_json(uint64_t usec) {
         char buf[32];
 
@@ -54,7 +51,7 @@ static json_t *bad_json(const ServiceState *st) {
 
         for (size_t i = 0; a && i < st->n_bad; i++)
                 json_array_append_new(a, json_pack("{s:s,s:o,s:o}", "sha", st->bad[i].sha,
-                                                   "reason", str_or_null(st->bad[i].reason),
+                                                   "reason", json_string_or_null(st->bad[i].reason),
                                                    "when", timestamp_json(st->bad[i].when_usec)));
         return a;
 }
@@ -63,11 +60,11 @@ static json_t *service_json(Service *s) {
         const ServiceState *st = s->state;
 
         return json_pack("{s:s,s:o,s:o,s:o,s:s,s:o,s:b,s:o,s:o,s:o,s:I,s:o}", "name", s->name,
-                         "current", str_or_null(st->current), "previous", str_or_null(st->previous),
+                         "current", json_string_or_null(st->current), "previous", json_string_or_null(st->previous),
                          "since", timestamp_json(deployed_since(st)), "activity", s->activity,
                          "step", s->pipeline ? json_string(pipeline_step_name(s->pipeline)) : json_null(),
-                         "paused", st->paused, "pinned", str_or_null(st->pinned),
-                         "last_poll", timestamp_json(s->last_poll_usec), "last_error", str_or_null(st->last_error),
+                         "paused", st->paused, "pinned", json_string_or_null(st->pinned),
+                         "last_poll", timestamp_json(s->last_poll_usec), "last_error", json_string_or_null(st->last_error),
                          "failures", (json_int_t) s->failures, "bad", bad_json(st));
 }
 
@@ -102,10 +99,10 @@ static void cmd_history(Request *r) {
 
         for (size_t i = 0; i < st->n_history; i++) {
                 const HistoryEntry *h = &st->history[i];
-                json_array_append_new(a, json_pack("{s:o,s:o,s:o,s:o,s:o}", "sha", str_or_null(h->sha),
-                                                   "previous", str_or_null(h->previous),
-                                                   "outcome", str_or_null(h->outcome),
-                                                   "message", str_or_null(h->message),
+                json_array_append_new(a, json_pack("{s:o,s:o,s:o,s:o,s:o}", "sha", json_string_or_null(h->sha),
+                                                   "previous", json_string_or_null(h->previous),
+                                                   "outcome", json_string_or_null(h->outcome),
+                                                   "message", json_string_or_null(h->message),
                                                    "when", timestamp_json(h->when_usec)));
         }
         control_reply(r->client, json_pack("{s:b,s:s,s:o}", "ok", 1, "service", r->service->name, "history", a));
@@ -155,13 +152,6 @@ static void cmd_deploy(Request *r) {
         request_pipeline(r, sha ? PIPELINE_DEPLOY : PIPELINE_AUTO, sha, NULL);
 }
 
-static bool release_on_disk(const Service *s, const char *sha) {
-        _cleanup_free_ char *path = strdup_printf("%s/%s", s->releases_dir, sha);
-        struct stat st;
-
-        return path && stat(path, &st) >= 0 && S_ISDIR(st.st_mode);
-}
-
 /* The newest release on disk that is neither current nor bad. */
 static char *newest_good_on_disk(const Service *s) {
         _cleanup_(closedirp) DIR *d = opendir(s->releases_dir);
@@ -190,8 +180,9 @@ static char *rollback_target(Request *r) {
         const ServiceState *st = r->service->state;
 
         if (to)
-                return release_on_disk(r->service, to) ? strdup(to) : NULL;
-        if (st->previous && !state_find_bad(st, st->previous, NULL) && release_on_disk(r->service, st->previous))
+                return release_dir_exists(r->service->releases_dir, to) ? strdup(to) : NULL;
+        if (st->previous && !state_find_bad(st, st->previous, NULL) &&
+            release_dir_exists(r->service->releases_dir, st->previous))
                 return strdup(st->previous);
         return newest_good_on_disk(r->service);
 }

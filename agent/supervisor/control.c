@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "supervisor/control.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/socket.h>
@@ -51,9 +52,11 @@ struct Control {
         unsigned n_clients;
 };
 
-static void client_free(Client *cl) {
-        Control *c = cl->control;
-
+/* c is cl->control, passed by the callers that hold it so that the static
+ * analyzer sees the list they walk change. */
+static void client_free(Control *c, Client *cl) {
+        assert(cl->control == c);
+        assert(cl->prev ? cl->prev->next == cl && c->clients != cl : c->clients == cl);
         if (cl->prev)
                 cl->prev->next = cl->next;
         else
@@ -105,9 +108,9 @@ static void client_settle(Client *cl) {
         int r = flush_output(cl);
 
         if ((r < 0 && r != -EAGAIN) || (r == 0 && cl->closing))
-                return client_free(cl);
+                return client_free(cl->control, cl);
         if (update_events(cl) < 0)
-                client_free(cl);
+                client_free(cl->control, cl);
 }
 
 /* What a client gets when its answer cannot be built (out of memory). */
@@ -315,7 +318,7 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
                 /* HUP: both directions are shut, nothing can reach it any more.
                  * A deploy it waited for goes on without it. */
                 if (r < 0 || (revents & (EPOLLHUP | EPOLLERR))) {
-                        client_free(cl);
+                        client_free(cl->control, cl);
                         return 0;
                 }
         }
@@ -328,7 +331,7 @@ static int on_client_idle(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (cl->wait_service) /* waiting on a deploy is not idleness */
                 return sd_event_source_set_time_relative(s, CONTROL_IDLE_USEC);
-        client_free(cl);
+        client_free(cl->control, cl);
         return 0;
 }
 
@@ -390,7 +393,7 @@ static bool make_room(Control *c) {
                 return false;
         log_debug("control: %u clients; dropping the one idle longest (pid %d)", c->n_clients,
                   (int) oldest->peer.pid);
-        client_free(oldest);
+        client_free(c, oldest);
         return true;
 }
 
@@ -415,7 +418,7 @@ static int add_client(Control *c, int fd) {
         if (r >= 0)
                 r = sd_event_add_time_relative(e, &cl->idle, CLOCK_MONOTONIC, CONTROL_IDLE_USEC, 0, on_client_idle, cl);
         if (r < 0)
-                client_free(cl);
+                client_free(c, cl);
         return r;
 }
 
@@ -591,7 +594,7 @@ Control *control_free(Control *c) {
         if (!c)
                 return NULL;
         while (c->clients)
-                client_free(c->clients);
+                client_free(c, c->clients);
         sd_event_source_disable_unref(c->listen_source);
         if (c->fd >= 0)
                 close(c->fd);

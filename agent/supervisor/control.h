@@ -1,8 +1,8 @@
-/* control.h: the control socket (DESIGN.md section 6). JSON lines both ways
- * on a Unix stream socket, from systemd socket activation or bound by the
- * agent. Reads are open to every peer that can connect; changes need uid 0
- * or the admin_group (SO_PEERCRED). Non-blocking throughout: slow, silent or
- * hostile clients cost a buffer and a timer each, never the loop. */
+/* control.h: the control socket (docs/design.md, "Control protocol"). JSON
+ * lines both ways on a Unix stream socket, from systemd socket activation or
+ * bound by the agent. Reads are open to every peer that can connect; changes
+ * need uid 0 or the admin_group (SO_PEERCRED). Non-blocking throughout: slow,
+ * silent or hostile clients cost a buffer and a timer each, never the loop. */
 #pragma once
 
 #include <jansson.h>

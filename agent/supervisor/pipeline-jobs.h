@@ -1,5 +1,5 @@
 /* pipeline-jobs.h: the JSON job of each step, built from a service's
- * config and state (the contract with the workers is in worker.h). */
+ * config and state (the contract with the workers: docs/design.md, "Worker protocol"). */
 #pragma once
 
 #include <jansson.h>

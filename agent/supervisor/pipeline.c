@@ -148,13 +148,6 @@ static void on_progress(uint64_t bytes, uint64_t total, void *userdata) {
         }
 }
 
-static bool release_exists(const Pipeline *p) {
-        _cleanup_free_ char *path = strdup_printf("%s/%s", p->service->releases_dir, p->target.sha);
-        struct stat st;
-
-        return path && stat(path, &st) >= 0 && S_ISDIR(st.st_mode);
-}
-
 static bool needs_restart(const ServiceConfig *c) {
         return (c->unit && c->restart_mode != RESTART_NONE) || c->health_url || c->health_command;
 }
@@ -213,7 +206,7 @@ static void on_discovered(Pipeline *p, json_t *res) {
         }
         if (state_set(&p->previous, s->state->current) < 0)
                 return fail(p, -ENOMEM, "out of memory");
-        run_step(p, release_exists(p) ? STEP_ACTIVATE : STEP_FETCH);
+        run_step(p, release_dir_exists(s->releases_dir, p->target.sha) ? STEP_ACTIVATE : STEP_FETCH);
 }
 
 static void on_fetched(Pipeline *p, json_t *res) {
@@ -521,7 +514,7 @@ static int start_operator(Pipeline *p, const char *sha, const char *reason) {
                 finish(p, 0);
                 return 0;
         }
-        run_step(p, p->kind == PIPELINE_ROLLBACK || release_exists(p) ? STEP_ACTIVATE : STEP_FETCH);
+        run_step(p, p->kind == PIPELINE_ROLLBACK || release_dir_exists(s->releases_dir, p->target.sha) ? STEP_ACTIVATE : STEP_FETCH);
         return 0;
 }
 

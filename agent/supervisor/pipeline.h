@@ -1,5 +1,5 @@
 /* pipeline.h: one deploy of one service, as a chain of steps each run in
- * its own worker (DESIGN.md section 3): discover, fetch, unpack, activate,
+ * its own worker (docs/design.md, "Steps"): discover, fetch, unpack, activate,
  * restart with health check, and, when that fails after the swap, the
  * automatic rollback; then prune. The in-flight step is written to
  * state.json before it runs, so a restarted agent can finish or undo it. */

@@ -8,6 +8,7 @@
 #include <limits.h>
 
 #include "common/fs-util.h"
+#include "common/json-util.h"
 #include "common/util.h"
 
 #define STATE_FILE_MAX (4 * 1024 * 1024)
@@ -132,17 +133,13 @@ int state_add_history(ServiceState *s, const char *sha, const char *previous, co
 
 /* ---- JSON ---- */
 
-static json_t *str_or_null(const char *s) {
-        return s ? json_string(s) : json_null();
-}
-
 static json_t *bad_to_json(const ServiceState *s) {
         json_t *a = json_array();
 
         for (size_t i = 0; a && i < s->n_bad; i++)
                 json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:I}", "sha", s->bad[i].sha,
-                                                   "etag", str_or_null(s->bad[i].etag),
-                                                   "reason", str_or_null(s->bad[i].reason),
+                                                   "etag", json_string_or_null(s->bad[i].etag),
+                                                   "reason", json_string_or_null(s->bad[i].reason),
                                                    "when_usec", (json_int_t) s->bad[i].when_usec));
         return a;
 }
@@ -152,10 +149,10 @@ static json_t *history_to_json(const ServiceState *s) {
 
         for (size_t i = 0; a && i < s->n_history; i++) {
                 const HistoryEntry *h = &s->history[i];
-                json_array_append_new(a, json_pack("{s:o,s:o,s:o,s:o,s:I}", "sha", str_or_null(h->sha),
-                                                   "previous", str_or_null(h->previous),
-                                                   "outcome", str_or_null(h->outcome),
-                                                   "message", str_or_null(h->message),
+                json_array_append_new(a, json_pack("{s:o,s:o,s:o,s:o,s:I}", "sha", json_string_or_null(h->sha),
+                                                   "previous", json_string_or_null(h->previous),
+                                                   "outcome", json_string_or_null(h->outcome),
+                                                   "message", json_string_or_null(h->message),
                                                    "when_usec", (json_int_t) h->when_usec));
         }
         return a;
@@ -164,15 +161,15 @@ static json_t *history_to_json(const ServiceState *s) {
 static json_t *state_to_json(const ServiceState *s) {
         return json_pack("{s:i,s:o,s:o,s:{s:o,s:o,s:o,s:o},s:o,s:b,s:o,s:o,s:o,s:o}",
                          "version", 1,
-                         "current", str_or_null(s->current),
-                         "previous", str_or_null(s->previous),
-                         "in_flight", "step", str_or_null(s->in_flight_step), "sha", str_or_null(s->in_flight_sha),
-                         "previous", str_or_null(s->in_flight_previous),
-                         "etag", str_or_null(s->in_flight_etag),
-                         "pointer_etag", str_or_null(s->pointer_etag),
+                         "current", json_string_or_null(s->current),
+                         "previous", json_string_or_null(s->previous),
+                         "in_flight", "step", json_string_or_null(s->in_flight_step), "sha", json_string_or_null(s->in_flight_sha),
+                         "previous", json_string_or_null(s->in_flight_previous),
+                         "etag", json_string_or_null(s->in_flight_etag),
+                         "pointer_etag", json_string_or_null(s->pointer_etag),
                          "paused", s->paused,
-                         "pinned", str_or_null(s->pinned),
-                         "last_error", str_or_null(s->last_error),
+                         "pinned", json_string_or_null(s->pinned),
+                         "last_error", json_string_or_null(s->last_error),
                          "bad", bad_to_json(s),
                          "history", history_to_json(s));
 }

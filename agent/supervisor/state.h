@@ -1,5 +1,5 @@
 /* state.h: what the agent remembers per service, in
- * state_dir/<svc>/state.json (DESIGN.md section 3): current and previous
+ * state_dir/<svc>/state.json (docs/design.md, "State and crash recovery"): current and previous
  * release, bad releases with reasons, the last deploys, the step in flight.
  * The `current` symlink stays the truth about what runs. */
 #pragma once

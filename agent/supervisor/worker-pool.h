@@ -1,10 +1,11 @@
 /* worker-pool.h: run pipeline steps in crash-isolated processes, at most
  * max_workers at once (the pool, at the end of this file).
  *
- * Supervisor side: fork, exec of /proc/self/exe --worker STEP with a
- * SOCK_SEQPACKET socket on fd 3; the job goes down as one JSON message,
- * progress messages and one result come back. A worker that dies, times out
- * or sends garbage fails its step with a message that says so.
+ * Supervisor side: vfork, execveat of deploy-agent-worker --worker STEP
+ * with a SOCK_SEQPACKET socket on fd 3; the job goes down as one JSON
+ * message, progress messages and one result come back (docs/design.md,
+ * "Worker protocol"). A worker that dies, times out or sends garbage fails
+ * its step with a message that says so.
  *
  * Worker side: worker_main() reads the job, hands it to the step, which
  * acquires what it needs and then calls worker_drop_privileges() before it

@@ -1,4 +1,4 @@
-/* runtime.c: the worker side of a step (`deploy-agent --worker STEP`).
+/* runtime.c: the worker side of a step (`deploy-agent-worker --worker STEP`).
  * Reads the job from fd 3, runs the step, which acquires its fds and then
  * drops privileges through worker_drop_privileges(), and sends the result. */
 #define _GNU_SOURCE

@@ -1,4 +1,4 @@
-/* step-discover.c: the discover worker (DESIGN.md section 3.1). Lists the
+/* step-discover.c: the discover worker (docs/design.md, "Steps"). Lists the
  * service's prefix, or reads its pointer object, and reports the newest
  * artifact with its ETag, LastModified, size and which sidecars exist, so
  * the supervisor can tell "nothing new" and "not ready yet" from a target.
@@ -42,13 +42,6 @@ typedef struct Artifact {
 
 static void artifact_done(Artifact *a) {
         free(a->etag);
-}
-
-/* Keep the first message: s3 and the parsers explain themselves. */
-static int fail(char **ret_error, int r, const char *what) {
-        if (ret_error && *ret_error)
-                return r;
-        return error_set(ret_error, r, "%s: %s", what, strerror(-r));
 }
 
 static int discover_job_parse(const json_t *job, DiscoverJob *ret, char **ret_error) {
@@ -215,7 +208,7 @@ static void log_stats(S3Client *c) {
 int step_discover(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
         _cleanup_s3_client_ S3Client *c = NULL;
         _cleanup_json_ json_t *result = NULL;
-        DiscoverJob j;
+        DiscoverJob j = {};
         int r;
 
         *ret_bad = false;              /* a listing or a pointer is never an artifact's fault */
@@ -224,17 +217,17 @@ int step_discover(const json_t *job, WorkerContext *w, json_t **ret_result, bool
                 return r;
         r = s3_client_new(&j.s3, &c, ret_error);
         if (r < 0)
-                return fail(ret_error, r, "S3 client");
+                return error_context(ret_error, r, "S3 client");
         r = worker_drop_privileges(w);
         if (r < 0)
-                return fail(ret_error, r, "dropping privileges");
+                return error_context(ret_error, r, "dropping privileges");
         if (j.pointer)
                 r = discover_pointer(c, &j, &result, ret_error);
         else
                 r = discover_newest(c, &j, &result, ret_error);
         log_stats(c);
         if (r < 0)
-                return fail(ret_error, r, "discover");
+                return error_context(ret_error, r, "discover");
         *ret_result = TAKE_PTR(result);
         return 0;
 }

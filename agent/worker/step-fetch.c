@@ -1,4 +1,4 @@
-/* step-fetch.c: the fetch worker (DESIGN.md section 3.2). Reads the
+/* step-fetch.c: the fetch worker (docs/design.md, "Steps"). Reads the
  * artifact's <key>.sha256 and, when public_key is set, <key>.minisig first
  * (a missing one means "not published yet": a plain failure, not a bad
  * build), then streams the artifact into downloads/<sha><suffix>.part
@@ -47,13 +47,6 @@ typedef struct Expect {
 
 static void expect_done(Expect *e) {
         minisign_signature_done(&e->sig);
-}
-
-/* Keep the first message: s3 and the parsers explain themselves. */
-static int fail(char **ret_error, int r, const char *what) {
-        if (ret_error && *ret_error)
-                return r;
-        return error_set(ret_error, r, "%s: %s", what, strerror(-r));
 }
 
 static int parse_keys(const json_t *job, FetchJob *j, char **ret_error) {
@@ -208,7 +201,7 @@ static int fetch_acquire(const FetchJob *j, int *ret_dir_fd, S3Client **ret_clie
                 return error_set(ret_error, -errno, "cannot open %s: %m", j->downloads_dir);
         r = s3_client_new(&j->s3, ret_client, ret_error);
         if (r < 0)
-                return fail(ret_error, r, "S3 client");
+                return error_context(ret_error, r, "S3 client");
         *ret_dir_fd = TAKE_FD(dir_fd);
         return 0;
 }
@@ -231,19 +224,19 @@ static int download_and_verify(S3Client *c, const FetchJob *j, FetchDownload *d,
         int r;
 
         if (j->checksum && (r = fetch_checksum(c, j, &e, ret_error)) < 0)
-                return fail(ret_error, r, "checksum sidecar");
+                return error_context(ret_error, r, "checksum sidecar");
         if (j->n_keys > 0 && (r = fetch_signature(c, j, &e, ret_bad, ret_error)) < 0)
-                return fail(ret_error, r, "signature");
+                return error_context(ret_error, r, "signature");
         r = fetch_download(d, ret_error);
         if (r < 0 && !d->keep_part)
                 fetch_download_discard(d);
         if (r < 0)
-                return fail(ret_error, r, "download");
+                return error_context(ret_error, r, "download");
         log_stats(j, d, c);
         r = verify(j, d, &e, ret_bad, ret_error);
         if (r < 0) {
                 fetch_download_discard(d);
-                return fail(ret_error, r, "verify");
+                return error_context(ret_error, r, "verify");
         }
         file = strdup_printf("%s%s", j->sha, j->suffix);
         if (!file)
@@ -268,7 +261,7 @@ int step_fetch(const json_t *job, WorkerContext *w, json_t **ret_result, bool *r
                 return r;
         r = worker_drop_privileges(w);
         if (r < 0)
-                return fail(ret_error, r, "dropping privileges");
+                return error_context(ret_error, r, "dropping privileges");
         file = strdup_printf("%s%s", j.sha, j.suffix);
         part = strdup_printf("%s%s.part", j.sha, j.suffix);
         if (!file || !part)
@@ -282,5 +275,5 @@ int step_fetch(const json_t *job, WorkerContext *w, json_t **ret_result, bool *r
         if (r < 0)
                 return r;
         r = fetch_result(&j, file, &d, ret_result);
-        return r < 0 ? fail(ret_error, r, "result") : 0;
+        return r < 0 ? error_context(ret_error, r, "result") : 0;
 }

@@ -1,5 +1,5 @@
 /* step-restart.c: restart the service's unit through systemd's D-Bus API
- * and prove it healthy (DESIGN.md step 5). Subscribes to JobRemoved before
+ * and prove it healthy (docs/design.md, "Steps"). Subscribes to JobRemoved before
  * RestartUnit so the job's end cannot be missed; then the unit must stay
  * active with NRestarts unchanged for health_settle, and health_url must
  * answer 2xx and health_command exit 0, all within health_timeout. Root. */

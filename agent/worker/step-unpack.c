@@ -1,4 +1,4 @@
-/* step-unpack.c: the unpack step (DESIGN.md step 3). As root it opens the
+/* step-unpack.c: the unpack step (docs/design.md, "Steps"). As root it opens the
  * verified archive and ROOT/releases, clears staging dirs left by a killed
  * run and creates a fresh .staging-<sha>-XXXXXX owned by the job's run_as
  * user; then it drops privileges, extracts with unpack_archive() and renames
@@ -122,16 +122,13 @@ static void remove_stale_staging(int releases_fd, const char *releases_dir) {
 
 /* 1 when releases/<sha> is already there, 0 when not. */
 static int release_exists(const UnpackJob *j, int releases_fd, char **ret_error) {
-        struct stat st;
+        int r = dir_exists_at(releases_fd, j->sha);
 
-        if (fstatat(releases_fd, j->sha, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                if (errno == ENOENT)
-                        return 0;
-                return error_set(ret_error, -errno, "stat %s: %m", j->release);
-        }
-        if (!S_ISDIR(st.st_mode))
+        if (r == -ENOTDIR)
                 return error_set(ret_error, -EEXIST, "%s exists and is not a directory", j->release);
-        return 1;
+        if (r < 0)
+                return error_set(ret_error, r, "stat %s: %s", j->release, strerror(-r));
+        return r;
 }
 
 static int random_suffix(char buf[static 7]) {

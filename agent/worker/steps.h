@@ -1,5 +1,5 @@
 /* steps.h: the worker-side body of each pipeline step. Each receives its job
- * (see worker.h and docs/workers.md), calls worker_drop_privileges() once it
+ * (docs/design.md, "Worker protocol"), calls worker_drop_privileges() once it
  * holds its fds, and returns 0 with *ret_result set to the fields to add to
  * {"ok":true}, or <0 with *ret_error set. *ret_bad is set true when the
  * failure is the artifact's fault. */

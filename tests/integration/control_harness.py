@@ -33,7 +33,7 @@ DEPLOYCTL_BIN = pathlib.Path(os.environ.get("DEPLOYCTL_BIN", harness.REPO / "bui
 AGENT_DEFAULTS = {"poll_interval": "2s", "poll_jitter": "0%", "admin_group": ""}
 SERVICE_DEFAULTS = {"restart_mode": "none"}
 
-# Exit codes of deployctl (DESIGN.md section 5).
+# Exit codes of deployctl (docs/design.md, "Control protocol").
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_DENIED, EXIT_UNREACHABLE, EXIT_TIMEOUT = range(7)
 
 

@@ -1,7 +1,8 @@
 """A SigV4-verifying reverse proxy in front of s3rver.
 
-s3rver does not check signatures (FIELD-NOTES: a wrong secret still gets the
-object), so every test request goes through this proxy instead. For each
+s3rver does not check signatures (its authentication.js leaves SigV4
+unimplemented: a wrong secret still gets the object), so every test request
+goes through this proxy instead. For each
 request it recomputes the AWS Signature Version 4 with botocore's own signer
 (S3SigV4Auth) over exactly the headers the client says it signed, with the
 client's X-Amz-Date, and answers 403 SignatureDoesNotMatch (an S3 XML error)

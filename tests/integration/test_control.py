@@ -1,4 +1,4 @@
-"""The control socket and deployctl (DESIGN.md sections 5 and 6): every command and
+"""The control socket and deployctl (docs/design.md, "Control protocol"): every command and
 exit code, human and --json output, pins, rollbacks, pauses, permissions, hostile and
 slow clients, memory, and the socket file's life cycle.
 

@@ -1,7 +1,9 @@
 """The documentation matches the code: every config key is in deploy.ini(5) and
 deploy.ini.example, every command and option in deployctl(1), deploy-agent(8) and
 docs/protocol.md, every protocol error code and journal MESSAGE_ID documented; and
-`make install` installs the three man pages, which render without a warning.
+`make install` installs the three man pages, which render without a warning; every
+citation of docs/design.md in the sources names a heading that exists, nothing cites a
+document outside the repository, and its "Source layout" names every folder.
 
 The lists are taken from the programs themselves (check-config -v, --help) and from
 the sources (the control command table, log.h), never written down here.
@@ -189,3 +191,75 @@ def test_make_install_installs_man_pages_that_render_cleanly(tmp_path):
         assert text.startswith(f"{title}({section})"), text[:80]
     assert (dest / "etc" / "deploy-agent" / "deploy.ini.example").exists()
     assert (dest / "usr" / "sbin" / "deploy-agent").exists() and (dest / "usr" / "bin" / "deployctl").exists()
+
+
+DESIGN_SECTIONS = ("Processes and privileges", "Steps", "State and crash recovery", "Worker protocol",
+                   "Control protocol", "Security model", "Failure handling", "Source layout")
+CITING_DIRS = ("agent", "config", "tests")
+# Documents that are not in the repository; spelled in pieces so that this
+# file does not name them itself.
+OUTSIDE_DOCUMENTS = ("DESIGN" ".md", "FIELD" "-NOTES", "../" "shared", "shared" "/", "docs/workers" ".md")
+# `docs/design.md, "Steps"`, `docs/design.md "Steps" and "Security model"`: the
+# quoted names that follow a citation, on one line or continued on the next.
+CITATION = re.compile(r'docs/design\.md[,:]?\s*((?:"[^"\n]+"(?:\s*(?:,|and)\s*)?)*)')
+
+
+def design_headings():
+    return {m.group(1).strip() for m in re.finditer(r"^#{2,3} (.+)$", read("docs/design.md"), re.M)}
+
+
+def source_files():
+    for top in CITING_DIRS:
+        for path in sorted((REPO / top).rglob("*")):
+            if path.is_file() and path.suffix in (".c", ".h", ".py", ".sh", ".md", ".txt"):
+                yield path
+
+
+def joined_comment_lines(text):
+    """The text with comment continuations (" * ", "# ") folded into one line,
+    so a citation wrapped across lines is read whole."""
+    return re.sub(r"\n\s*(?:\*(?!/)|#)?\s*", " ", text)
+
+
+def test_design_citations_name_sections_that_exist():
+    headings = design_headings()
+    assert set(DESIGN_SECTIONS) <= headings, set(DESIGN_SECTIONS) - headings
+    problems, cited = [], 0
+    for path in source_files():
+        rel = path.relative_to(REPO)
+        text = path.read_text(errors="replace")
+        for bad in OUTSIDE_DOCUMENTS:
+            if bad in text:
+                problems.append(f"{rel}: cites {bad}, which is not in the repository")
+        if path.name == "test_docs.py":
+            continue  # this file describes the citation pattern
+        for m in CITATION.finditer(joined_comment_lines(text)):
+            names = re.findall(r'"([^"]+)"', m.group(1))
+            if not names:
+                problems.append(f"{rel}: cites docs/design.md without a section heading")
+            for name in names:
+                cited += 1
+                if name not in headings:
+                    problems.append(f'{rel}: cites docs/design.md "{name}", which is no heading there')
+    assert not problems, "\n".join(problems)
+    assert cited >= 10, f"only {cited} citations found: is the pattern still right?"
+
+
+def tracked_folders():
+    """Top-level folders and those of agent/, config/, tests/, as git tracks them."""
+    r = run("git", "-C", REPO, "ls-files")
+    assert r.returncode == 0, r.stderr
+    folders = set()
+    for f in r.stdout.splitlines():
+        parts = f.split("/")
+        if len(parts) > 1:
+            folders.add(parts[0])
+        if len(parts) > 2 and parts[0] in ("agent", "config", "tests"):
+            folders.add("/".join(parts[:2]))
+    return sorted(folders)
+
+
+def test_design_names_every_folder():
+    layout = read("docs/design.md").split("## Source layout", 1)[1].split("\n## ", 1)[0]
+    missing = [f for f in tracked_folders() if f.split("/")[-1] + "/" not in layout]
+    assert not missing, f'docs/design.md, "Source layout", does not name: {missing}'

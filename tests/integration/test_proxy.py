@@ -82,7 +82,7 @@ def test_curl_listing_with_sorted_encoded_query(s3, obj):
 
 
 def test_unsorted_query_is_rejected_like_aws(s3, obj):
-    # curl 7.88 signs the query as written; S3 signs it sorted (FIELD-NOTES).
+    # curl 7.88 signs the query as written; S3 signs it sorted.
     prefix = obj.split("/")[0] + "%2F"
     code, body = curl(s3, f"/{harness.BUCKET}?prefix={prefix}&list-type=2")
     assert code == 403 and b"SignatureDoesNotMatch" in body

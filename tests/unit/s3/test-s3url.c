@@ -80,7 +80,7 @@ static void test_build_url_query(void **state) {
                 .endpoint = (char *) "http://127.0.0.1:4599",
                 .addressing = S3_ADDRESSING_PATH,
         };
-        /* Given unsorted, as FIELD-NOTES' failing case; s3rver's tokens
+        /* Given unsorted, as the listing whose signature curl 7.88 got wrong; s3rver's tokens
          * carry '/', '+' and '='. */
         const S3QueryParam list[] = {
                 { "list-type", "2" },
