@@ -12,6 +12,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 PYTHON     ?= /usr/bin/python3
 
 CC      ?= cc
+PKG_CONFIG ?= pkg-config
 PKGS    := libcurl libarchive libsystemd inih jansson libsodium expat
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wmissing-declarations -Wcast-qual -Wpointer-arith -Wformat=2 \
@@ -20,11 +21,11 @@ HARDEN  := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 OPT     ?= -O2 -g
 CFLAGS  ?=
 CFLAGS  += -std=gnu17 $(OPT) $(WARN) $(HARDEN) -Iagent -I. \
-           $(shell pkg-config --cflags $(PKGS))
+           $(shell $(PKG_CONFIG) --cflags $(PKGS))
 # --as-needed: each binary records only the libraries it uses, so the
 # supervisor maps neither libcurl nor libarchive (nor OpenSSL behind them).
 LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,--as-needed
-LDLIBS  += $(shell pkg-config --libs $(PKGS))
+LDLIBS  += $(shell $(PKG_CONFIG) --libs $(PKGS))
 
 BUILD   ?= build
 MAIN_SRCS := agent/supervisor/main.c agent/ctl/deployctl.c agent/worker/main.c
@@ -36,10 +37,14 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 all: $(BUILD)/deploy-agent $(BUILD)/deploy-agent-worker $(BUILD)/deployctl
 
-# The git SHA of HEAD is compiled in; "-dirty" marks a tree with uncommitted
-# changes, "DEV" a build outside git. version.h is only rewritten when the
-# value changes, so an unchanged tree does not relink.
-VERSION := $(shell git describe --always --abbrev=40 --dirty --match=NONE 2>/dev/null || echo DEV)
+# The project version (VERSION) and the git SHA of HEAD are compiled in:
+# "0.3.0 (<sha>)", "-dirty" marking a tree with uncommitted changes, "DEV"
+# a build outside git (a tarball). `make deb` exports the tree and passes
+# GIT_SHA. version.h is only rewritten when the value changes, so an
+# unchanged tree does not relink.
+PROJECT_VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GIT_SHA ?= $(if $(wildcard .git),$(shell git describe --always --abbrev=40 --dirty --match=NONE 2>/dev/null),)
+VERSION := $(PROJECT_VERSION) ($(or $(GIT_SHA),DEV))
 $(BUILD)/version.h: FORCE
 	@mkdir -p $(@D)
 	@echo '#define DEPLOY_AGENT_VERSION "$(VERSION)"' > $@.tmp
@@ -74,7 +79,7 @@ $(BUILD)/deployctl: $(BUILD)/agent/ctl/deployctl.o $(BUILD)/libdeploy.a
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libdeploy.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -I$(BUILD) -MMD -MP -o $@ $< $(BUILD)/libdeploy.a $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) -I$(BUILD) -MMD -MP -o $@ $< $(BUILD)/libdeploy.a $(LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
 
 unit-test: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
@@ -182,9 +187,39 @@ install: all
 	for m in docs/*.[158]; do [ -e "$$m" ] || continue; \
 	  s=$${m##*.}; install -D -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
 
-clean:
-	rm -rf build build-asan build-debug build-analyze $(FUZZ_BUILD)
+# Debian packages (scripts/deb.sh): dist/deploy-agent_<version>_$(ARCH).deb.
+# ARCH=arm64 cross-builds (`scripts/deps.sh --arm64` installs what it needs).
+ARCH ?= $(shell dpkg --print-architecture)
+deb:
+	bash scripts/deb.sh $(ARCH) dist
 
-.PHONY: debug all test unit-test unit-test-build integration-test asan-test analyze include-graph demo bench \
-        bench-control install clean FORCE fuzz fuzz-build fuzz-bins fuzz-regress
+# Both .debs of this commit with their .sha256, in dist/<git sha>/ (what CI
+# publishes: examples/ci/publish-agent.sh).
+dist:
+	bash scripts/dist.sh
+
+lintian:
+	lintian --fail-on error dist/deploy-agent_*_$(ARCH).deb
+
+# The cmocka unit tests cross-built for arm64, run under qemu-user; the
+# :arm64 libraries installed through multiarch are the sysroot.
+unit-test-arm64:
+	$(MAKE) BUILD=build-arm64 CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar \
+	  PKG_CONFIG=aarch64-linux-gnu-pkg-config $(patsubst build/%,build-arm64/%,$(UNIT_BINS))
+	@set -e; for t in $(patsubst build/%,build-arm64/%,$(UNIT_BINS)); do \
+	  echo "== $$t (qemu-aarch64)"; qemu-aarch64 -L /usr/aarch64-linux-gnu $$t; done
+
+# Two builds of HEAD, in other directories at other times, give identical .debs.
+repro-test:
+	$(PYTHON) -m pytest -v tests/package/test_reproducible.py
+
+# The amd64 .deb installed, upgraded, removed and purged under a real systemd.
+package-test:
+	$(PYTHON) -m pytest -v tests/package/test_package.py
+
+clean:
+	rm -rf build build-asan build-debug build-analyze build-arm64 dist $(FUZZ_BUILD)
+
+.PHONY: debug all test unit-test unit-test-build integration-test asan-test analyze include-graph demo bench bench-control install clean FORCE \
+        deb dist lintian unit-test-arm64 repro-test package-test fuzz fuzz-build fuzz-bins fuzz-regress
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -307,12 +307,9 @@ static int config_parse(ParseContext *ctx) {
                 return fail(ctx, -ENOMEM, "%s: out of memory", ctx->path);
         if (r != 0)
                 return fail(ctx, -EINVAL, "%s:%d: syntax error", ctx->path, r);
-        r = fail_errno(ctx, section_finish(ctx));
-        if (r < 0)
-                return r;
-        if (ctx->config->n_services == 0)
-                return fail(ctx, -EINVAL, "%s: no [service \"NAME\"] section, nothing to deploy", ctx->path);
-        return 0;
+        /* No service is valid: a freshly installed package's file has none
+         * yet, and the agent idles until one is added and it is reloaded. */
+        return fail_errno(ctx, section_finish(ctx));
 }
 
 int config_load(const char *path, Config **ret, char **ret_error) {

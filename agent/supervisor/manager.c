@@ -360,6 +360,8 @@ int manager_new(const char *config_path, bool once, const char *only_service, co
                 return -EINVAL;
         }
         log_set_max_level(m->cfg->agent.log_level);
+        if (m->cfg->n_services == 0)
+                log_warning("%s: no [service \"NAME\"] section, nothing to deploy until one is added", config_path);
         if (only_service && !config_find_service(m->cfg, only_service)) {
                 log_error("unknown service \"%s\"", only_service);
                 manager_free(m);

@@ -263,10 +263,22 @@ class Sandbox:
               /etc/systemd means an empty directory left on the host's disk; a file bind
               needs an existing target there.
     boot_timeout  seconds for the boot to reach running/degraded.
+    root      a throwaway root file system (e.g. made by mmdebstrap) to boot instead of
+              the host's: systemd and every command run inside see it as /, so a package
+              installed there leaves the host alone. Only workdir is shared (bound at
+              its host path; keep it out of /tmp, whose contents a boot may remove);
+              /dev and /sys are the host's. Units of the root load from /etc/systemd/system
+              (the sandbox's tmpfs) and from os_units, names linked from its
+              /usr/lib/systemd/system (they may appear later, e.g. by dpkg -i).
     """
 
-    def __init__(self, workdir, units=None, *, start=None, shared=(), binds=None, boot_timeout=30.0):
+    def __init__(self, workdir, units=None, *, start=None, shared=(), binds=None, boot_timeout=30.0,
+                 root=None, os_units=()):
         self.workdir = pathlib.Path(workdir).resolve()
+        self.root = pathlib.Path(root).resolve() if root else None
+        self.os_units = tuple(os_units)
+        if self.root and (shared or binds):
+            raise ValueError("a sandbox on its own root shares only its workdir")
         self.units = dict(units or {})
         for name in self.units:
             if name.startswith("/") or ".." in name.split("/"):
@@ -278,7 +290,7 @@ class Sandbox:
         # A checkout below /tmp or /var/tmp (a CI clone may be there) holds the
         # binaries the units run: keep it visible under the private tmpfs.
         repo = pathlib.Path(__file__).resolve().parents[2]
-        if any(_below(repo, d) for d in ("/tmp", "/var/tmp")) and repo not in self.shared:
+        if not self.root and any(_below(repo, d) for d in ("/tmp", "/var/tmp")) and repo not in self.shared:
             self.shared.append(repo)
         self.binds = {pathlib.Path(t): pathlib.Path(s).resolve() for t, s in (binds or {}).items()}
         for p in self.shared + list(self.binds.values()):
@@ -386,8 +398,11 @@ class Sandbox:
         os_units.mkdir(parents=True)
         names = (glob.glob(OS_UNIT_DIR + "/*.target") + glob.glob(OS_UNIT_DIR + "/*.slice")
                  + [OS_UNIT_DIR + "/" + u for u in OS_UNITS])
+        names += [OS_UNIT_DIR + "/" + u for u in self.os_units]
         for path in names:
-            if os.path.islink(path):  # an alias such as default.target -> graphical.target
+            if path.endswith(self.os_units) and self.os_units:
+                os.symlink(path, os_units / os.path.basename(path))  # in the root, maybe later
+            elif os.path.islink(path):  # an alias such as default.target -> graphical.target
                 os.symlink(os.readlink(path), os_units / os.path.basename(path))
             elif os.path.exists(path):
                 os.symlink(path, os_units / os.path.basename(path))
@@ -439,6 +454,7 @@ if [ "${{1:-}}" = stage1 ]; then
     exec unshare --cgroup /bin/bash "$SB/boot.sh" stage2 "$2"
 fi
 CONSOLE="$2"
+{self._pivot_script()}
 mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
 mount -o remount,bind,ro /sys
 for f in /proc/sys /proc/sysrq-trigger; do
@@ -460,11 +476,29 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /etc/systemd
 cp -a "$SB/run/." /run/
 {binds}
 {unstash}
-UNIT_PATH=/run/systemd/system.control:/run/systemd/transient:/run/systemd/system:/run/sandbox/os-units
+UNIT_PATH=/run/systemd/system.control:/run/systemd/transient:/run/systemd/system:/run/sandbox/os-units{":/etc/systemd/system" if self.root else ""}
 exec env -i container=other TERM=dumb SYSTEMD_COLORS=0 \\
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     SYSTEMD_UNIT_PATH="$UNIT_PATH" {SYSTEMD} --system --unit={BOOT_TARGET}
 """
+
+    def _pivot_script(self):
+        """With a root: move into it before anything else is mounted, so that the rest of
+        the boot script (and systemd) runs there unchanged. The workdir keeps its host path
+        (the script's own files are in it)."""
+        if not self.root:
+            return ""
+        q = shlex.quote
+        r, w = q(str(self.root)), q(str(self.workdir))
+        return f"""R={r}
+mount --bind "$R" "$R"
+mount --rbind /dev "$R/dev"
+mount --rbind /sys "$R/sys"
+mkdir -p "$R"{w} && mount --bind {w} "$R"{w}
+mkdir -p "$R/.sandbox-oldroot"
+cd "$R" && pivot_root . .sandbox-oldroot && cd /
+umount -l /.sandbox-oldroot && rmdir /.sandbox-oldroot
+mount -t proc proc /proc"""
 
     def _spawn(self):
         master, self._console_fd = os.openpty()
@@ -546,7 +580,8 @@ exec env -i container=other TERM=dumb SYSTEMD_COLORS=0 \\
         """The argv that runs argv inside the sandbox (for Popen of long-running things)."""
         if not self.alive():
             raise SandboxError("the sandbox is not running")
-        return ["nsenter", "-t", str(self.pid), "-m", "-p", "-u", "-i", "-C", "--", *map(str, argv)]
+        root = ["-r", "-w"] if self.root else []
+        return ["nsenter", "-t", str(self.pid), "-m", "-p", "-u", "-i", "-C", *root, "--", *map(str, argv)]
 
     def run(self, *argv, check=True, timeout=30, input=None, env=None):
         """Run argv inside the sandbox; returns CompletedProcess (text, captured). The

@@ -24,6 +24,7 @@ import pathlib
 import re
 import secrets
 import shutil
+import subprocess
 import tempfile
 
 import pytest
@@ -204,3 +205,21 @@ def test_playbook_deploys_a_pinned_sha_idempotently(agent, workdir):
         if sb.alive():
             (workdir / "journal.txt").write_text(sb.journal(None, check=False))
         sb.close()
+
+
+def test_playbook_syntax_and_package_architectures(tmp_path):
+    """`ansible-playbook --syntax-check`, with and without deploy_agent_dist, and the
+    map from ansible_architecture to the Debian architecture of `make dist`'s .debs."""
+    yaml = pytest.importorskip("yaml")
+    env = {**os.environ, "HOME": str(tmp_path), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp"),
+           "ANSIBLE_CONFIG": str(tmp_path / "no-ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    for extra in ([], ["-e", f"deploy_agent_dist={tmp_path}"]):
+        r = subprocess.run(["ansible-playbook", "--syntax-check", "-i", "inventory.ini", "deploy-agent.yml",
+                            *extra], cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+    play = yaml.safe_load((EXAMPLE / "deploy-agent.yml").read_text())[0]
+    assert play["vars"]["deploy_agent_deb_archs"] == {"x86_64": "amd64", "aarch64": "arm64"}
+    install = play["tasks"][0]
+    assert install["when"] == "deploy_agent_dist is defined"
+    assert [t["name"] for t in install["block"]][-1] == "Install it"
+    assert play["tasks"][1]["name"] == "Configuration directory"   # installed before configured

@@ -33,6 +33,8 @@ COMMANDS = ("status", "version", "deploy", "rollback", "pause", "resume", "check
 CHANGES = ("deploy", "rollback", "pause", "resume", "check", "reload")
 NOBODY = as_user("nobody", "nogroup")
 SHA_RE = re.compile(r"^[0-9a-f]{40}(-dirty)?$")
+# `--version`: the project version, then the git sha it was built from.
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+ \([0-9a-f]{40}(-dirty)?\)$")
 
 
 def new_sha():
@@ -83,9 +85,9 @@ def test_version_status_history(agent, ctl_daemon):
     assert code == 0 and v["ok"] is True and v["changed"] is False and v["sha"] == b and v["service"] == "app"
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", v["since"]), v
 
-    # status: the agent's own version (the git sha it was built from) and uptime
+    # status: the agent's own version (project version and git sha) and uptime
     built = subprocess.run([str(harness.AGENT_BIN), "--version"], capture_output=True, text=True).stdout.strip()
-    assert SHA_RE.match(built), built
+    assert VERSION_RE.match(built), built
     time.sleep(1.1)
     code, st = d.ctl_json("status")
     assert code == 0 and st["ok"] and st["changed"] is False
@@ -99,7 +101,7 @@ def test_version_status_history(agent, ctl_daemon):
     r = d.ctl("status")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    m = re.match(r"^deploy-agent (\S+), pid (\d+), up (\d+)d (\d\d)h(\d\d)m$", lines[0])
+    m = re.match(r"^deploy-agent (.+), pid (\d+), up (\d+)d (\d\d)h(\d\d)m$", lines[0])
     assert m and m.group(1) == built and int(m.group(2)) == d.pid, lines[0]
     text = "\n".join(lines[1:])
     assert lines[1] == "app"

@@ -154,6 +154,24 @@ def test_publish_without_config_uses_the_environment(agent):
     assert agent.key(SHA) in agent.s3.list_keys(agent.prefix)
 
 
+def test_publish_with_an_s3_only_config(agent):
+    """A CI runner's deploy.ini: only [s3], no [agent], no service. Publish needs
+    no service, so it is not refused; the artifact and its .sha256 land."""
+    _, s3, _ = agent.base_sections()
+    ci = agent.tmp / "ci.ini"
+    ci.write_text("[s3]\n" + "".join(f"{k} = {v}\n" for k, v in s3.items()))
+    art = build(agent.tmp, "ci.tar.gz", {"bin/app": b"#!/bin/sh\necho ci-only\n"})
+    r = deployctl("-c", ci, "publish", "--bucket", harness.BUCKET, "--prefix", agent.prefix,
+                  "--sha", SHA2, art)
+    assert r.returncode == 0, r.stderr
+    assert "nothing to deploy" not in r.stderr
+    key = agent.key(SHA2)
+    assert sorted(agent.s3.list_keys(agent.prefix)) == [key, key + ".sha256"]
+    assert aws_read(agent.s3, key) == art.read_bytes()
+    side = aws_read(agent.s3, key + ".sha256").decode()
+    assert side == f"{harness.sha256_hex(art.read_bytes())}  {SHA2}.tar.gz\n"
+
+
 def test_ci_example_publishes_what_the_agent_deploys(agent):
     """examples/ci/publish.sh, run as CI would, with deployctl on PATH."""
     key = MinisignKey(agent.tmp)
@@ -177,3 +195,48 @@ def test_ci_example_publishes_what_the_agent_deploys(agent):
     assert agent.current_sha() == sha
     ok, why = harness.release_is_complete(agent.root / "current")
     assert ok, why
+
+
+def test_ci_publishes_the_agent_packages_of_a_commit(agent):
+    """examples/ci/publish-agent.sh on a runner: the dist/<sha>/ of `make dist`
+    (stand-in .debs, their sha256sum files) goes up with an [s3]-only config, one
+    key per architecture, each with its .sha256; a .deb that does not match its
+    .sha256 publishes nothing."""
+    repo = agent.tmp / "checkout"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=ci", "-c", "user.email=ci@example.invalid", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    dist = repo / "dist" / sha
+    dist.mkdir(parents=True)
+    debs = {}
+    for arch in ("amd64", "arm64"):
+        name = f"deploy-agent_0.3.0+git20260101.{sha[:7]}_{arch}.deb"
+        debs[arch] = f"!<arch>\n{arch}\n".encode()
+        (dist / name).write_bytes(debs[arch])
+        (dist / (name + ".sha256")).write_text(f"{harness.sha256_hex(debs[arch])}  {name}\n")
+    _, s3, _ = agent.base_sections()
+    ci = agent.tmp / "ci.ini"
+    ci.write_text("[s3]\n" + "".join(f"{k} = {v}\n" for k, v in s3.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(BUCKET=harness.BUCKET, PREFIX=agent.prefix, DEPLOY_CONFIG=str(ci), SKIP_BUILD="1",
+               PATH=f"{harness.REPO / 'build'}:{env.get('PATH', '/usr/bin:/bin')}")
+    script = str(harness.REPO / "examples" / "ci" / "publish-agent.sh")
+
+    bad = dist / f"deploy-agent_0.3.0+git20260101.{sha[:7]}_arm64.deb"
+    bad.write_bytes(b"tampered\n")
+    r = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=300, cwd=repo)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert agent.s3.list_keys(agent.prefix) == []
+    bad.write_bytes(debs["arm64"])
+
+    r = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=300, cwd=repo)
+    print(r.stdout, r.stderr)
+    assert r.returncode == 0, r.stderr
+    keys = [agent.prefix + f"{sha}_{arch}.deb" for arch in ("amd64", "arm64")]
+    assert sorted(agent.s3.list_keys(agent.prefix)) == sorted(keys + [k + ".sha256" for k in keys])
+    for arch, key in zip(("amd64", "arm64"), keys):
+        assert aws_read(agent.s3, key) == debs[arch]
+        side = aws_read(agent.s3, key + ".sha256").decode()
+        assert side == f"{harness.sha256_hex(debs[arch])}  {sha}_{arch}.deb\n"
