@@ -13,7 +13,7 @@ PYTHON     ?= /usr/bin/python3
 
 CC      ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS    := libcurl libarchive libsystemd inih jansson libsodium expat
+PKGS    := libcurl libarchive libsystemd jansson libsodium expat
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wmissing-declarations -Wcast-qual -Wpointer-arith -Wformat=2 \
            -Wno-unused-parameter
@@ -71,8 +71,9 @@ $(BUILD)/libdeploy.a: $(LIB_OBJS)
 $(BUILD)/deploy-agent: $(BUILD)/agent/supervisor/main.o $(BUILD)/libdeploy.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Only the worker confines itself: the supervisor must not map libseccomp.
 $(BUILD)/deploy-agent-worker: $(BUILD)/agent/worker/main.o $(BUILD)/libdeploy.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libseccomp)
 
 $(BUILD)/deployctl: $(BUILD)/agent/ctl/deployctl.o $(BUILD)/libdeploy.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -9,6 +9,7 @@ typedef enum SectionKind {
         SECTION_AGENT,
         SECTION_S3,
         SECTION_SERVICE,
+        SECTION_SKIPPED,              /* a refused header: its keys are ignored */
         _SECTION_MAX,
 } SectionKind;
 
@@ -55,13 +56,29 @@ struct ConfigItem {
  * convention as ConfigStringCheck. */
 int config_item_parse(const ConfigItem *item, const char *value, void *base, char **ret_problem);
 
+/* Every problem goes to the reader, which keeps them all and reports them
+ * sorted by line. text is malloc'd and taken (NULL: out of memory); it
+ * starts with "FILE:LINE: ". */
+typedef void (*ConfigReport)(void *userdata, unsigned line, char *text);
+
 /* Where the reader reports problems found after a section's last key. */
 typedef struct SectionInfo {
         const char *path;
         const char *name;             /* as written: agent, s3, service "api" */
         unsigned line;                /* of the header */
         const unsigned *key_lines;    /* per item index, 0 when not set */
+        const bool *key_failed;       /* per item index: set, but refused */
+        ConfigReport report;
+        void *userdata;
 } SectionInfo;
+
+/* The lines of the keys that the checks across sections name. */
+typedef struct ConfigLines {
+        const char *path;
+        const unsigned *roots;        /* per service: the line of its root */
+        ConfigReport report;
+        void *userdata;
+} ConfigLines;
 
 const ConfigItem *config_items(SectionKind kind, size_t *ret_n);
 const ConfigItem *config_item_find(SectionKind kind, const char *key, size_t *ret_index);
@@ -73,10 +90,34 @@ void config_service_done(ServiceConfig *s);
 void config_s3_done(S3Config *s);
 void config_agent_done(AgentConfig *a);
 
-/* Checks across the keys of one section, once it is complete. */
-int config_check_s3(S3Config *s, bool addressing_set, const SectionInfo *info, char **ret_error);
-int config_check_service(const Config *c, const ServiceConfig *s, const SectionInfo *info,
-                         char **ret_error);
+/* Checks across the keys of one section, once it is complete. They report
+ * every problem and return 0, or -ENOMEM. */
+int config_check_s3(S3Config *s, bool addressing_set, const SectionInfo *info);
+int config_check_service(const Config *c, const ServiceConfig *s, const SectionInfo *info);
+
+/* Checks across sections, once the file is read: roots that overlap each
+ * other or state_dir. */
+int config_check_paths(const Config *c, const ConfigLines *lines);
+
+/* Path checks of items.c (paths.c). */
+int config_path_normalize(char *path, char **ret_problem);
+int config_path_check_system(const char *path, char **ret_problem);
+int config_path_check_symlinks(const char *path, char **ret_problem);
+
+/* Line syntax (syntax.c). config_line_split works in place: a header gives
+ * its text in *ret_a; an assignment its key in *ret_a and its value
+ * (unquoted) in *ret_b; a bad line its text in *ret_a. */
+typedef enum ConfigLineKind {
+        CONFIG_LINE_BLANK,
+        CONFIG_LINE_HEADER,
+        CONFIG_LINE_BAD_HEADER,
+        CONFIG_LINE_ASSIGN,
+        CONFIG_LINE_BAD,
+} ConfigLineKind;
+ConfigLineKind config_line_split(char *line, char **ret_a, char **ret_b);
+/* v as config_print writes it: quoted when it would not load back as is. */
+char *config_value_quote(const char *v);
+bool config_utf8_is_valid(const char *s);
 bool config_service_name_is_valid(const char *name);
 
 /* For config_print: the value of item in struct base, formatted. */

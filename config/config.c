@@ -1,20 +1,31 @@
-/* config.c: loads deploy.ini with inih into a validated Config and prints it
- * back. Every error names file, line, section and key.
+/* config.c: loads deploy.ini into a validated Config and prints it back.
+ * Every problem in the file is reported, sorted by line, each naming file,
+ * line, section and key: "deploy.ini:12: [service \"api\"] root: ...".
  *
- * inih is fed through our own line reader: Debian's libinih has no line
- * numbers in the handler, treats indented lines as continuations, and only
- * knows ';' inline comments. The reader counts lines, strips leading
- * whitespace and comments (';' or '#' at the start, or after whitespace),
- * checks section headers itself (so empty sections are seen) and stops inih
- * at the first error by reporting end of file. */
+ * The file is read line by line here (syntax.c splits a line), not by
+ * inih: Debian's libinih has no line numbers in the handler, treats indented
+ * lines as continuations, only knows ';' inline comments, and cannot give a
+ * quoted value back with its blanks. Section headers are checked here, so
+ * empty sections are seen too. */
 #define _GNU_SOURCE
 #include <ctype.h>
-#include <ini.h>
 
 #include "config/config-internal.h"
 #include "common/util.h"
 
 #define SERVICES_MAX 256
+#define ERRORS_MAX 100
+/* A key and its value together, as inih's 200-byte line buffer allowed
+ * ("KEY=VALUE\n\0"). Counted without the syntax around them, so that what
+ * config_print writes (blanks, quotes, escapes) loads back. */
+#define KEY_VALUE_MAX 197
+#define PHYSICAL_LINE_MAX (64 * 1024)
+
+typedef struct ConfigError {
+        unsigned line;
+        size_t seq;                   /* keeps the order of one line's errors */
+        char *text;
+} ConfigError;
 
 typedef struct ParseContext {
         const char *path;
@@ -29,63 +40,76 @@ typedef struct ParseContext {
         unsigned section_line;
         void *section_base;
         unsigned key_lines[SECTION_ITEMS_MAX];
+        bool key_failed[SECTION_ITEMS_MAX];
         unsigned agent_line, s3_line;
+        unsigned root_lines[SERVICES_MAX];
         bool addressing_set;
 
-        char *error;
-        int error_r;
+        ConfigError *errors;
+        size_t n_errors;
+        bool truncated;
+        int error_r;                  /* the first failure that is not a content error */
 } ParseContext;
 
-_printf_(3, 4)
-static int fail(ParseContext *ctx, int r, const char *fmt, ...) {
+static void report_taken(void *userdata, unsigned line, char *text) {
+        ParseContext *ctx = userdata;
+        ConfigError *e;
+
+        if (!text) {
+                ctx->error_r = ctx->error_r ?: -ENOMEM;
+                return;
+        }
+        if (ctx->n_errors >= ERRORS_MAX) {
+                ctx->truncated = true;
+                free(text);
+                return;
+        }
+        e = reallocarray(ctx->errors, ctx->n_errors + 1, sizeof(ConfigError));
+        if (!e) {
+                free(text);
+                ctx->error_r = ctx->error_r ?: -ENOMEM;
+                return;
+        }
+        ctx->errors = e;
+        e[ctx->n_errors] = (ConfigError) { .line = line, .seq = ctx->n_errors, .text = text };
+        ctx->n_errors++;
+}
+
+/* A problem on the current line: "FILE:LINE: " and the text. */
+_printf_(2, 3)
+static void fail(ParseContext *ctx, const char *fmt, ...) {
+        _cleanup_free_ char *problem = NULL;
         va_list ap;
+        int n;
 
-        if (ctx->error_r < 0)
-                return ctx->error_r;
-        ctx->error_r = r;
         va_start(ap, fmt);
-        if (vasprintf(&ctx->error, fmt, ap) < 0) {
-                ctx->error = NULL;
-                ctx->error_r = -ENOMEM;
-        }
+        n = vasprintf(&problem, fmt, ap);
         va_end(ap);
-        return ctx->error_r;
+        report_taken(ctx, ctx->line, n < 0 ? NULL : strdup_printf("%s:%u: %s", ctx->path, ctx->line, problem));
 }
 
-static int fail_taken(ParseContext *ctx, int r, char *error) {
-        if (ctx->error_r < 0) {
-                free(error);
-                return ctx->error_r;
-        }
-        ctx->error_r = error ? r : -ENOMEM;
-        ctx->error = error;
-        return ctx->error_r;
-}
-
-/* For failures that did not explain themselves (out of memory). */
-static int fail_errno(ParseContext *ctx, int r) {
-        if (r < 0 && ctx->error_r == 0)
-                return fail(ctx, r, "%s:%u: %s", ctx->path, ctx->line, strerror(-r));
-        return r;
-}
-
-static int section_finish(ParseContext *ctx) {
+static void section_finish(ParseContext *ctx) {
         SectionInfo info = {
                 .path = ctx->path,
                 .name = ctx->section,
                 .line = ctx->section_line,
                 .key_lines = ctx->key_lines,
+                .key_failed = ctx->key_failed,
+                .report = report_taken,
+                .userdata = ctx,
         };
-        char *error = NULL;
+        size_t i;
         int r = 0;
 
         if (ctx->kind == SECTION_S3)
-                r = config_check_s3(&ctx->config->s3, ctx->addressing_set, &info, &error);
-        else if (ctx->kind == SECTION_SERVICE)
-                r = config_check_service(ctx->config, ctx->section_base, &info, &error);
+                r = config_check_s3(&ctx->config->s3, ctx->addressing_set, &info);
+        else if (ctx->kind == SECTION_SERVICE) {
+                r = config_check_service(ctx->config, ctx->section_base, &info);
+                if (config_item_find(SECTION_SERVICE, "root", &i))
+                        ctx->root_lines[ctx->config->n_services - 1] = ctx->key_lines[i];
+        }
         if (r < 0)
-                return fail_taken(ctx, r, error);
-        return 0;
+                ctx->error_r = ctx->error_r ?: r;
 }
 
 static int service_begin(ParseContext *ctx, const char *name) {
@@ -93,15 +117,12 @@ static int service_begin(ParseContext *ctx, const char *name) {
         ServiceConfig *services;
 
         if (!config_service_name_is_valid(name))
-                return fail(ctx, -EINVAL, "%s:%u: [%s]: service name must be 1-%d characters of "
-                            "A-Z a-z 0-9 _ . - not starting with '.'",
-                            ctx->path, ctx->line, ctx->section, SERVICE_NAME_MAX);
+                return fail(ctx, "[%s]: service name must be 1-%d characters of A-Z a-z 0-9 _ . - "
+                            "not starting with '.'", ctx->section, SERVICE_NAME_MAX), 0;
         if (config_find_service(c, name))
-                return fail(ctx, -EINVAL, "%s:%u: [%s]: duplicate service \"%s\"",
-                            ctx->path, ctx->line, ctx->section, name);
+                return fail(ctx, "[%s]: duplicate service \"%s\"", ctx->section, name), 0;
         if (c->n_services >= SERVICES_MAX)
-                return fail(ctx, -EINVAL, "%s:%u: [%s]: too many services (max %d)",
-                            ctx->path, ctx->line, ctx->section, SERVICES_MAX);
+                return fail(ctx, "[%s]: too many services (max %d)", ctx->section, SERVICES_MAX), 0;
         services = reallocarray(c->services, c->n_services + 1, sizeof(ServiceConfig));
         if (!services)
                 return -ENOMEM;
@@ -131,123 +152,42 @@ static char *service_name(char *header) {
         return p + 1;
 }
 
-static int singleton_begin(ParseContext *ctx, SectionKind kind, unsigned *header_line, void *base) {
-        if (*header_line > 0)
-                return fail(ctx, -EINVAL, "%s:%u: [%s]: duplicate section, first on line %u",
-                            ctx->path, ctx->line, ctx->section, *header_line);
+static void singleton_begin(ParseContext *ctx, SectionKind kind, unsigned *header_line, void *base) {
+        if (*header_line > 0) {
+                fail(ctx, "[%s]: duplicate section, first on line %u", ctx->section, *header_line);
+                return;
+        }
         *header_line = ctx->line;
         ctx->kind = kind;
         ctx->section_base = base;
-        return 0;
 }
 
-/* header is the text between '[' and ']', trimmed. */
+/* header is the text between '[' and ']', trimmed. A refused header makes
+ * the section's keys ignored: they would only repeat the one problem. */
 static int section_begin(ParseContext *ctx, char *header) {
         char *name;
-        int r;
 
-        r = section_finish(ctx);
-        if (r < 0)
-                return r;
-        ctx->kind = SECTION_NONE;
+        section_finish(ctx);
+        ctx->kind = SECTION_SKIPPED;
         ctx->section_line = ctx->line;
         memset(ctx->key_lines, 0, sizeof(ctx->key_lines));
+        memset(ctx->key_failed, 0, sizeof(ctx->key_failed));
         if (strlen(header) >= sizeof(ctx->section))
-                return fail(ctx, -EINVAL, "%s:%u: section header too long", ctx->path, ctx->line);
+                return fail(ctx, "section header too long"), 0;
         strcpy(ctx->section, header);
 
         if (streq(header, "agent"))
-                return singleton_begin(ctx, SECTION_AGENT, &ctx->agent_line, &ctx->config->agent);
+                return singleton_begin(ctx, SECTION_AGENT, &ctx->agent_line, &ctx->config->agent), 0;
         if (streq(header, "s3"))
-                return singleton_begin(ctx, SECTION_S3, &ctx->s3_line, &ctx->config->s3);
+                return singleton_begin(ctx, SECTION_S3, &ctx->s3_line, &ctx->config->s3), 0;
         name = service_name(header);
         if (name)
                 return service_begin(ctx, name);
         if (strncmp(header, "service", 7) == 0)
-                return fail(ctx, -EINVAL, "%s:%u: [%s]: a service section needs a quoted name: "
-                            "[service \"NAME\"]", ctx->path, ctx->line, ctx->section);
-        return fail(ctx, -EINVAL, "%s:%u: [%s]: unknown section, expected [agent], [s3] or "
-                    "[service \"NAME\"]", ctx->path, ctx->line, ctx->section);
-}
-
-/* Strips comments and surrounding whitespace in place. A ';' or '#' starts a
- * comment at the start of a line or after whitespace, so "a;b" and URLs with
- * fragments stay intact but "60s ; per host" loses its comment. */
-static char *line_normalize(char *s) {
-        size_t n;
-
-        while (isspace((unsigned char) *s))
-                s++;
-        for (char *p = s; *p; p++)
-                if ((*p == ';' || *p == '#') && (p == s || isspace((unsigned char) p[-1]))) {
-                        *p = '\0';
-                        break;
-                }
-        n = strlen(s);
-        while (n > 0 && isspace((unsigned char) s[n - 1]))
-                s[--n] = '\0';
-        return s;
-}
-
-static int header_check(ParseContext *ctx, const char *s) {
-        _cleanup_free_ char *header = NULL;
-        size_t n = strlen(s);
-
-        if (n < 2 || s[n - 1] != ']')
-                return fail(ctx, -EINVAL, "%s:%u: section header must end with ']'", ctx->path, ctx->line);
-        header = strndup(s + 1, n - 2);
-        if (!header)
-                return -ENOMEM;
-        return section_begin(ctx, line_normalize(header));
-}
-
-static int line_check(ParseContext *ctx, const char *s, int size) {
-        for (const char *p = s; *p; p++)
-                if (iscntrl((unsigned char) *p) && *p != '\t')
-                        return fail(ctx, -EINVAL, "%s:%u: line contains a control character",
-                                    ctx->path, ctx->line);
-        /* inih's line buffer holds the text, "\n" and NUL. */
-        if (strlen(s) + 2 >= (size_t) size)
-                return fail(ctx, -EINVAL, "%s:%u: line too long (max %d characters without comments)",
-                            ctx->path, ctx->line, size - 3);
-        if (*s == '[')
-                return header_check(ctx, s);
-        if (*s && (*s == '=' || !strchr(s, '=')))
-                return fail(ctx, -EINVAL, "%s:%u: expected KEY = VALUE or [SECTION], got \"%s\"",
-                            ctx->path, ctx->line, s);
-        return 0;
-}
-
-/* An ini_reader: hands inih one normalized line per physical line, so that
- * ctx->line is the line of every handler call. NULL ends the parse. */
-static char *config_reader(char *str, int size, void *userdata) {
-        ParseContext *ctx = userdata;
-        ssize_t len;
-        char *s;
-
-        if (ctx->error_r < 0)
-                return NULL;
-        errno = 0;
-        len = getline(&ctx->buf, &ctx->allocated, ctx->f);
-        if (len < 0) {
-                if (ferror(ctx->f))
-                        fail(ctx, errno > 0 ? -errno : -EIO, "%s: read error: %s", ctx->path,
-                             strerror(errno > 0 ? errno : EIO));
-                return NULL;
-        }
-        ctx->line++;
-        if ((size_t) len != strlen(ctx->buf)) {
-                fail(ctx, -EINVAL, "%s:%u: line contains a NUL byte", ctx->path, ctx->line);
-                return NULL;
-        }
-        s = ctx->buf;
-        if (ctx->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
-                s += 3;    /* UTF-8 byte order mark */
-        s = line_normalize(s);
-        if (fail_errno(ctx, line_check(ctx, s, size)) < 0)
-                return NULL;
-        snprintf(str, (size_t) size, "%s\n", s);
-        return str;
+                return fail(ctx, "[%s]: a service section needs a quoted name: [service \"NAME\"]",
+                            ctx->section), 0;
+        return fail(ctx, "[%s]: unknown section, expected [agent], [s3] or [service \"NAME\"]",
+                    ctx->section), 0;
 }
 
 static int config_assign(ParseContext *ctx, const char *key, const char *value) {
@@ -256,34 +196,137 @@ static int config_assign(ParseContext *ctx, const char *key, const char *value) 
         size_t i;
         int r;
 
+        if (ctx->kind == SECTION_SKIPPED)
+                return 0;
         if (ctx->kind == SECTION_NONE)
-                return fail(ctx, -EINVAL, "%s:%u: %s: keys must follow a section header like [agent]",
-                            ctx->path, ctx->line, key);
+                return fail(ctx, "%s: keys must follow a section header like [agent]", key), 0;
         item = config_item_find(ctx->kind, key, &i);
         if (!item)
-                return fail(ctx, -EINVAL, "%s:%u: [%s] %s: unknown key", ctx->path, ctx->line,
-                            ctx->section, key);
+                return fail(ctx, "[%s] %s: unknown key", ctx->section, key), 0;
         if (ctx->key_lines[i] > 0)
-                return fail(ctx, -EINVAL, "%s:%u: [%s] %s: duplicate key, first set on line %u",
-                            ctx->path, ctx->line, ctx->section, key, ctx->key_lines[i]);
+                return fail(ctx, "[%s] %s: duplicate key, first set on line %u", ctx->section, key,
+                            ctx->key_lines[i]), 0;
         ctx->key_lines[i] = ctx->line;
         r = config_item_parse(item, value, ctx->section_base, &problem);
         if (r == -ENOMEM && !problem)
-                return fail(ctx, r, "%s: out of memory", ctx->path);
-        if (r < 0)
-                return fail(ctx, -EINVAL, "%s:%u: [%s] %s: %s", ctx->path, ctx->line, ctx->section,
-                            key, strempty(problem));
+                return r;
+        if (r < 0) {
+                ctx->key_failed[i] = true;
+                return fail(ctx, "[%s] %s: %s", ctx->section, key, strempty(problem)), 0;
+        }
         if (ctx->kind == SECTION_S3 && streq(key, "addressing"))
                 ctx->addressing_set = true;
         return 0;
 }
 
-static int config_handler(void *userdata, const char *section, const char *key, const char *value) {
-        ParseContext *ctx = userdata;
+static bool text_is_clean(ParseContext *ctx, const char *s) {
+        for (const char *p = s; *p; p++)
+                if (iscntrl((unsigned char) *p) && *p != '\t')
+                        return fail(ctx, "line contains a control character"), false;
+        if (!config_utf8_is_valid(s))
+                return fail(ctx, "line is not valid UTF-8"), false;
+        return true;
+}
 
-        if (ctx->error_r < 0)
+static int line_parse(ParseContext *ctx, char *line) {
+        char *a = NULL, *b = NULL;
+
+        switch (config_line_split(line, &a, &b)) {
+        case CONFIG_LINE_BLANK:
                 return 0;
-        return fail_errno(ctx, config_assign(ctx, key, value)) >= 0;
+        case CONFIG_LINE_BAD_HEADER:
+                return fail(ctx, "section header must end with ']'"), 0;
+        case CONFIG_LINE_HEADER:
+                if (!text_is_clean(ctx, a))
+                        return 0;
+                return section_begin(ctx, a);
+        case CONFIG_LINE_BAD:
+                if (!text_is_clean(ctx, a))
+                        return 0;
+                return fail(ctx, "expected KEY = VALUE or [SECTION], got \"%.80s\"", a), 0;
+        case CONFIG_LINE_ASSIGN:
+                if (!text_is_clean(ctx, a) || !text_is_clean(ctx, b))
+                        return 0;
+                if (strlen(a) + strlen(b) > KEY_VALUE_MAX)
+                        return fail(ctx, "line too long (key and value at most %d characters together)",
+                                    KEY_VALUE_MAX), 0;
+                return config_assign(ctx, a, b);
+        }
+        return 0;
+}
+
+/* One physical line into ctx->buf; 0 at the end of the file. */
+static int line_read(ParseContext *ctx, char **ret) {
+        ssize_t len;
+
+        errno = 0;
+        len = getline(&ctx->buf, &ctx->allocated, ctx->f);
+        if (len < 0)
+                return ferror(ctx->f) ? (errno > 0 ? -errno : -EIO) : 0;
+        ctx->line++;
+        if ((size_t) len != strlen(ctx->buf))
+                return fail(ctx, "line contains a NUL byte"), *ret = NULL, 1;
+        if (len > PHYSICAL_LINE_MAX)
+                return fail(ctx, "line too long (max %d bytes)", PHYSICAL_LINE_MAX), *ret = NULL, 1;
+        *ret = ctx->buf;
+        if (ctx->line == 1 && strncmp(*ret, "\xEF\xBB\xBF", 3) == 0)
+                *ret += 3;    /* UTF-8 byte order mark */
+        return 1;
+}
+
+static int config_parse(ParseContext *ctx) {
+        char *line;
+        int r;
+
+        while ((r = line_read(ctx, &line)) > 0) {
+                if (!line)
+                        continue;
+                r = line_parse(ctx, line);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return fail(ctx, "read error: %s", strerror(-r)), r;
+        section_finish(ctx);
+        /* No service is valid: a freshly installed package's file has none
+         * yet, and the agent idles until one is added and it is reloaded. */
+        r = config_check_paths(ctx->config, &(ConfigLines) { .path = ctx->path, .roots = ctx->root_lines,
+                                                             .report = report_taken, .userdata = ctx });
+        return r < 0 ? r : ctx->error_r;
+}
+
+static int error_compare(const void *a, const void *b) {
+        const ConfigError *x = a, *y = b;
+
+        if (x->line != y->line)
+                return x->line < y->line ? -1 : 1;
+        return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* All problems, sorted by line, one per line of text. */
+static char *errors_join(ParseContext *ctx) {
+        _cleanup_free_ char *out = NULL;
+        size_t n;
+        FILE *f;
+
+        qsort(ctx->errors, ctx->n_errors, sizeof(ConfigError), error_compare);
+        f = open_memstream(&out, &n);
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < ctx->n_errors; i++)
+                fprintf(f, "%s%s", i > 0 ? "\n" : "", ctx->errors[i].text);
+        if (ctx->truncated)
+                fprintf(f, "\n%s: more than %d problems, the rest not shown", ctx->path, ERRORS_MAX);
+        if (fclose(f) != 0)
+                return NULL;
+        return TAKE_PTR(out);
+}
+
+static void context_done(ParseContext *ctx) {
+        for (size_t i = 0; i < ctx->n_errors; i++)
+                free(ctx->errors[i].text);
+        free(ctx->errors);
+        free(ctx->buf);
 }
 
 static Config *config_new(const char *path) {
@@ -295,21 +338,6 @@ static Config *config_new(const char *path) {
         if (!c->path || config_agent_defaults(&c->agent) < 0 || config_s3_defaults(&c->s3) < 0)
                 return NULL;
         return TAKE_PTR(c);
-}
-
-static int config_parse(ParseContext *ctx) {
-        int r;
-
-        r = ini_parse_stream(config_reader, ctx, config_handler, ctx);
-        if (ctx->error_r < 0)
-                return ctx->error_r;
-        if (r == -2)
-                return fail(ctx, -ENOMEM, "%s: out of memory", ctx->path);
-        if (r != 0)
-                return fail(ctx, -EINVAL, "%s:%d: syntax error", ctx->path, r);
-        /* No service is valid: a freshly installed package's file has none
-         * yet, and the agent idles until one is added and it is reloaded. */
-        return fail_errno(ctx, section_finish(ctx));
 }
 
 int config_load(const char *path, Config **ret, char **ret_error) {
@@ -331,15 +359,17 @@ int config_load(const char *path, Config **ret, char **ret_error) {
         ctx.f = f;
         ctx.config = c;
         r = config_parse(&ctx);
-        free(ctx.buf);
-        if (r < 0) {
-                if (ret_error) {
-                        free(*ret_error);
-                        *ret_error = TAKE_PTR(ctx.error);
-                }
-                free(ctx.error);
-                return r;
+        if (r == 0 && ctx.n_errors > 0)
+                r = -EINVAL;
+        if (r < 0 && ret_error) {
+                free(*ret_error);
+                *ret_error = ctx.n_errors > 0 ? errors_join(&ctx) : NULL;
+                if (!*ret_error)
+                        *ret_error = strdup_printf("%s: %s", path, strerror(-r));
         }
+        context_done(&ctx);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(c);
         return 0;
 }

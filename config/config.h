@@ -1,5 +1,5 @@
-/* config.h: deploy.ini (deploy.ini(5)) loaded with inih into typed,
- * validated structs. Shared by deploy-agent and deployctl. */
+/* config.h: deploy.ini (deploy.ini(5)) loaded into typed, validated
+ * structs. Shared by deploy-agent and deployctl. */
 #pragma once
 
 #include <stdbool.h>
@@ -86,8 +86,9 @@ typedef struct Config {
 #define CONFIG_DEFAULT_PATH "/etc/deploy-agent/deploy.ini"
 
 /* Load and validate path. On failure returns -errno (-EINVAL for content
- * errors) and, when ret_error is not NULL, a malloc'd message that names
- * file, line, key and the problem: "deploy.ini:12: [service \"api\"] root:
+ * errors) and, when ret_error is not NULL, a malloc'd message with every
+ * problem of the file, one per line, sorted by line, each naming file,
+ * line, key and the problem: "deploy.ini:12: [service \"api\"] root:
  * must be an absolute path". */
 int config_load(const char *path, Config **ret, char **ret_error);
 Config *config_free(Config *c);
@@ -99,7 +100,8 @@ static inline void config_freep(Config **c) {
 const ServiceConfig *config_find_service(const Config *c, const char *name);
 
 /* Writes the normalized config (every key, defaults filled in, secrets
- * replaced by "(set)") in deploy.ini syntax. */
+ * replaced by "(set)") in deploy.ini syntax, values quoted where needed so
+ * that the output loads back the same. */
 int config_print(const Config *c, FILE *f);
 
 /* Value parsers, exported for the unit tests and for deployctl's options.

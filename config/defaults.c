@@ -100,9 +100,16 @@ static unsigned key_line(const SectionInfo *info, SectionKind kind, const char *
         return info->line;
 }
 
-_printf_(5, 6)
-static int section_error(char **ret_error, const SectionInfo *info, unsigned line, const char *key,
-                         const char *fmt, ...) {
+/* true when key was set but refused: already reported, and its value is
+ * the default, which the checks across keys must not judge. */
+static bool key_failed(const SectionInfo *info, SectionKind kind, const char *key) {
+        size_t i;
+
+        return config_item_find(kind, key, &i) && info->key_failed[i];
+}
+
+_printf_(4, 5)
+static int section_error(const SectionInfo *info, unsigned line, const char *key, const char *fmt, ...) {
         _cleanup_free_ char *problem = NULL;
         va_list ap;
         int n;
@@ -112,10 +119,12 @@ static int section_error(char **ret_error, const SectionInfo *info, unsigned lin
         va_end(ap);
         if (n < 0)
                 return -ENOMEM;
-        return error_set(ret_error, -EINVAL, "%s:%u: [%s] %s: %s", info->path, line, info->name, key, problem);
+        info->report(info->userdata, line,
+                     strdup_printf("%s:%u: [%s] %s: %s", info->path, line, info->name, key, problem));
+        return 0;
 }
 
-int config_check_s3(S3Config *s, bool addressing_set, const SectionInfo *info, char **ret_error) {
+int config_check_s3(S3Config *s, bool addressing_set, const SectionInfo *info) {
         const struct {
                 const char *key;
                 const char *value;
@@ -124,49 +133,49 @@ int config_check_s3(S3Config *s, bool addressing_set, const SectionInfo *info, c
                 { "secret_access_key", s->secret_access_key },
                 { "session_token", s->session_token },
         };
+        int r = 0;
 
-        for (size_t i = 0; i < ELEMENTSOF(secrets); i++) {
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(secrets); i++) {
                 const char *key = secrets[i].key;
 
+                if (key_failed(info, SECTION_S3, "credentials") || key_failed(info, SECTION_S3, key))
+                        continue;
                 if (s->credentials == CREDENTIALS_STATIC && !secrets[i].value && i < 2)
-                        return section_error(ret_error, info, info->line, key,
-                                             "required when credentials = static");
+                        r = section_error(info, info->line, key, "required when credentials = static");
                 if (s->credentials != CREDENTIALS_STATIC && secrets[i].value)
-                        return section_error(ret_error, info, key_line(info, SECTION_S3, key), key,
-                                             "only used with credentials = static, but credentials = %s",
-                                             credentials_source_to_string(s->credentials));
+                        r = section_error(info, key_line(info, SECTION_S3, key), key,
+                                          "only used with credentials = static, but credentials = %s",
+                                          credentials_source_to_string(s->credentials));
         }
         if (!addressing_set)
                 s->addressing = s->endpoint ? S3_ADDRESSING_PATH : S3_ADDRESSING_VIRTUAL;
-        return 0;
+        return r;
 }
 
-static int check_service_required(const ServiceConfig *s, const SectionInfo *info, char **ret_error) {
-        if (!s->bucket)
-                return section_error(ret_error, info, info->line, "bucket", "required");
-        if (!s->root)
-                return section_error(ret_error, info, info->line, "root", "required");
-        if (s->select == SELECT_POINTER && !s->pointer_key)
-                return section_error(ret_error, info, key_line(info, SECTION_SERVICE, "select"),
-                                     "pointer_key", "required when select = pointer");
-        return 0;
+static int check_service_required(const ServiceConfig *s, const SectionInfo *info) {
+        int r = 0;
+
+        if (!s->bucket && !key_failed(info, SECTION_SERVICE, "bucket"))
+                r = section_error(info, info->line, "bucket", "required");
+        if (r >= 0 && !s->root && !key_failed(info, SECTION_SERVICE, "root"))
+                r = section_error(info, info->line, "root", "required");
+        if (r >= 0 && s->select == SELECT_POINTER && !s->pointer_key &&
+            !key_failed(info, SECTION_SERVICE, "pointer_key"))
+                r = section_error(info, key_line(info, SECTION_SERVICE, "select"),
+                                  "pointer_key", "required when select = pointer");
+        return r;
 }
 
-int config_check_service(const Config *c, const ServiceConfig *s, const SectionInfo *info, char **ret_error) {
+int config_check_service(const Config *c, const ServiceConfig *s, const SectionInfo *info) {
         int r;
 
-        r = check_service_required(s, info, ret_error);
-        if (r < 0)
-                return r;
-        if (s->health_settle_usec > s->health_timeout_usec)
-                return section_error(ret_error, info, key_line(info, SECTION_SERVICE, "health_settle"),
-                                     "health_settle", "must not be longer than health_timeout");
-        for (const ServiceConfig *o = c->services; o < s; o++)
-                if (streq(o->root, s->root))
-                        return section_error(ret_error, info, key_line(info, SECTION_SERVICE, "root"),
-                                             "root", "\"%s\" is already the root of [service \"%s\"]",
-                                             s->root, o->name);
-        return 0;
+        r = check_service_required(s, info);
+        if (r >= 0 && s->health_settle_usec > s->health_timeout_usec &&
+            !key_failed(info, SECTION_SERVICE, "health_settle") &&
+            !key_failed(info, SECTION_SERVICE, "health_timeout"))
+                r = section_error(info, key_line(info, SECTION_SERVICE, "health_settle"),
+                                  "health_settle", "must not be longer than health_timeout");
+        return r;
 }
 
 bool config_service_name_is_valid(const char *name) {

@@ -6,33 +6,36 @@
 #include <stddef.h>
 #include <sys/un.h>
 
+#include <pwd.h>
+
+#include "artifact/minisign.h"
 #include "config/config-internal.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define MINUTE_USEC (60 * USEC_PER_SEC)
+/* Durations and sizes travel to the workers as JSON integers (int64) and are
+ * added to clocks: a year and a pebibyte are far beyond any use, and far
+ * from an overflow. */
+#define DURATION_MAX (365 * 86400 * USEC_PER_SEC)
+#define SIZE_MAX_BYTES (UINT64_C(1) << 50)
 #define S3_KEY_MAX 1024
 #define UNIX_PATH_MAX_LEN (sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1)
 
-static bool path_has_dotdot(const char *p) {
-        for (const char *c = p; (c = strstr(c, "..")); c += 2)
-                if ((c == p || c[-1] == '/') && (c[2] == '\0' || c[2] == '/'))
-                        return true;
-        return false;
+static int check_absolute_path(const ConfigItem *item, char *v, char **ret_problem) {
+        return config_path_normalize(v, ret_problem);
 }
 
-static int check_absolute_path(const ConfigItem *item, char *v, char **ret_problem) {
-        size_t n = strlen(v);
+static int check_state_dir(const ConfigItem *item, char *v, char **ret_problem) {
+        int r = config_path_normalize(v, ret_problem);
 
-        if (v[0] != '/')
-                return error_set(ret_problem, -EINVAL, "must be an absolute path, got \"%s\"", v);
-        while (n > 1 && v[n - 1] == '/')
-                v[--n] = '\0';
-        if (n == 1)
-                return error_set(ret_problem, -EINVAL, "must not be the root directory");
-        if (path_has_dotdot(v))
-                return error_set(ret_problem, -EINVAL, "must not contain \"..\", got \"%s\"", v);
-        return 0;
+        return r < 0 ? r : config_path_check_system(v, ret_problem);
+}
+
+static int check_root(const ConfigItem *item, char *v, char **ret_problem) {
+        int r = check_state_dir(item, v, ret_problem);
+
+        return r < 0 ? r : config_path_check_symlinks(v, ret_problem);
 }
 
 static bool name_is_valid(const char *s, size_t len) {
@@ -50,12 +53,39 @@ static int check_name(const ConfigItem *item, char *v, char **ret_problem) {
         return 0;
 }
 
+/* The agent refuses to run workers or own releases as root (uid 0, by
+ * whatever name or number): the point of both is to be someone else. */
+static bool user_is_root(const char *name, size_t len) {
+        _cleanup_free_ char *copy = strndup(name, len);
+        struct passwd *pw;
+        uint64_t uid;
+
+        if (!copy)
+                return false;
+        if (config_parse_count(copy, &uid) >= 0)
+                return uid == 0;
+        if (streq(copy, "root"))
+                return true;
+        pw = getpwnam(copy);
+        return pw && pw->pw_uid == 0;
+}
+
+static int check_worker_user(const ConfigItem *item, char *v, char **ret_problem) {
+        int r = check_name(item, v, ret_problem);
+
+        if (r >= 0 && user_is_root(v, strlen(v)))
+                return error_set(ret_problem, -EINVAL, "must not be root (uid 0), got \"%s\"", v);
+        return r;
+}
+
 static int check_owner(const ConfigItem *item, char *v, char **ret_problem) {
         const char *colon = strchr(v, ':');
         size_t ulen = colon ? (size_t) (colon - v) : strlen(v);
 
         if (!name_is_valid(v, ulen) || (colon && !name_is_valid(colon + 1, strlen(colon + 1))))
                 return error_set(ret_problem, -EINVAL, "must be USER or USER:GROUP, got \"%s\"", v);
+        if (user_is_root(v, ulen))
+                return error_set(ret_problem, -EINVAL, "must not be root (uid 0), got \"%s\"", v);
         return 0;
 }
 
@@ -133,31 +163,18 @@ static int check_suffix(const ConfigItem *item, char *v, char **ret_problem) {
                          "must be one of .tar.gz | .tgz | .tar.zst | .tar.xz | .zip, got \"%s\"", v);
 }
 
-/* One or more minisign public key lines, separated by blanks or commas:
- * each is base64 of "Ed" + key id (8) + key (32), 42 bytes, so 56
- * characters without padding, always starting with "RW". */
-static bool public_key_is_valid(const char *v, size_t n) {
-        bool ok = n == 56 && strncmp(v, "RW", 2) == 0;
-
-        for (size_t i = 0; ok && i < n; i++)
-                ok = isalnum((unsigned char) v[i]) || v[i] == '+' || v[i] == '/';
-        return ok;
-}
-
+/* One or more minisign public keys, decoded as the fetch step decodes them
+ * (base64 of "Ed" + key id (8) + key (32)): a key that passes here is one
+ * that fetch can verify with. */
 static int check_public_key(const ConfigItem *item, char *v, char **ret_problem) {
-        static const char separators[] = " \t\r\n,";
-        size_t n_keys = 0, n;
-        bool ok = true;
+        MinisignKey keys[MINISIGN_KEYS_MAX];
+        size_t n;
 
-        for (const char *p = v + strspn(v, separators); ok && *p; p += n + strspn(p + n, separators)) {
-                n = strcspn(p, separators);
-                ok = public_key_is_valid(p, n) && ++n_keys <= 16;
-        }
-        if (!ok || n_keys == 0)
+        if (minisign_parse_public_keys(v, keys, &n) < 0)
                 return error_set(ret_problem, -EINVAL,
-                                 "must be one or more (up to 16) minisign public keys separated by blanks "
-                                 "or commas (56 base64 characters each, the second line of a .pub file), "
-                                 "got \"%s\"", v);
+                                 "must be one or more (up to %d) minisign public keys separated by blanks "
+                                 "or commas (the second line of a .pub file: base64 of \"Ed\", a key id "
+                                 "and an Ed25519 key), got \"%s\"", MINISIGN_KEYS_MAX, v);
         return 0;
 }
 
@@ -194,14 +211,14 @@ static const char *restart_name(int v) {
 #define V(k, f) .key = k, .offset = offsetof(ServiceConfig, f)
 
 static const ConfigItem agent_items[] = {
-        { A("state_dir", state_dir), ITEM_STRING, .check = check_absolute_path },
+        { A("state_dir", state_dir), ITEM_STRING, .check = check_state_dir },
         { A("socket", socket), ITEM_STRING, .check = check_absolute_path, .max = UNIX_PATH_MAX_LEN },
         { A("socket_mode", socket_mode), ITEM_MODE, .max = 0777 },
         { A("admin_group", admin_group), ITEM_STRING, ITEM_OPTIONAL, .check = check_name },
         { A("poll_interval", poll_interval_usec), ITEM_DURATION, .min = USEC_PER_SEC },
         { A("poll_jitter", poll_jitter_percent), ITEM_PERCENT },
         { A("max_workers", max_workers), ITEM_UNSIGNED, .min = 1, .max = 64 },
-        { A("worker_user", worker_user), ITEM_STRING, .check = check_name },
+        { A("worker_user", worker_user), ITEM_STRING, .check = check_worker_user },
         { A("log_level", log_level), ITEM_LOG_LEVEL },
 };
 
@@ -224,7 +241,7 @@ static const ConfigItem service_items[] = {
         { V("min_age", min_age_usec), ITEM_DURATION },
         { V("checksum", checksum), ITEM_ENUM, .to_string = checksum_name },
         { V("public_key", public_key), ITEM_STRING, ITEM_OPTIONAL, .check = check_public_key },
-        { V("root", root), ITEM_STRING, .check = check_absolute_path },
+        { V("root", root), ITEM_STRING, .check = check_root },
         { V("owner", owner), ITEM_STRING, ITEM_OPTIONAL, .check = check_owner },
         { V("unit", unit), ITEM_STRING, ITEM_OPTIONAL, .check = check_unit },
         { V("restart_mode", restart_mode), ITEM_ENUM, .to_string = restart_name },
@@ -239,7 +256,7 @@ static const ConfigItem service_items[] = {
         { V("step_timeout", step_timeout_usec), ITEM_DURATION, .min = USEC_PER_SEC },
         { V("max_artifact_size", max_artifact_size), ITEM_SIZE, .min = 1 },
         { V("max_unpacked_size", max_unpacked_size), ITEM_SIZE, .min = 1 },
-        { V("max_entries", max_entries), ITEM_COUNT, .min = 1, .max = UINT64_MAX },
+        { V("max_entries", max_entries), ITEM_COUNT, .min = 1, .max = INT64_MAX },
 };
 
 _Static_assert(ELEMENTSOF(service_items) <= SECTION_ITEMS_MAX, "grow SECTION_ITEMS_MAX");
@@ -314,11 +331,15 @@ static int parse_duration_item(const ConfigItem *item, const char *value, uint64
         if (v < item->min)
                 return error_set(ret_problem, -ERANGE, "must be at least %s, got \"%s\"",
                                  config_format_duration(item->min, buf), value);
+        if (v > (item->max ?: DURATION_MAX))
+                return error_set(ret_problem, -ERANGE, "must be at most %s, got \"%s\"",
+                                 config_format_duration(item->max ?: DURATION_MAX, buf), value);
         *field = v;
         return 0;
 }
 
 static int parse_size_item(const ConfigItem *item, const char *value, uint64_t *field, char **ret_problem) {
+        char buf[CONFIG_FORMAT_MAX];
         uint64_t v;
         int r;
 
@@ -331,6 +352,9 @@ static int parse_size_item(const ConfigItem *item, const char *value, uint64_t *
         if (v < item->min)
                 return error_set(ret_problem, -ERANGE, "must be at least %" PRIu64 ", got \"%s\"",
                                  item->min, value);
+        if (v > (item->max ?: SIZE_MAX_BYTES))
+                return error_set(ret_problem, -ERANGE, "must be at most %s, got \"%s\"",
+                                 config_format_size(item->max ?: SIZE_MAX_BYTES, buf), value);
         *field = v;
         return 0;
 }
@@ -425,7 +449,7 @@ int config_item_parse(const ConfigItem *item, const char *value, void *base, cha
 static int format_string(const ConfigItem *item, const char *s, char **ret) {
         if (s && (item->flags & ITEM_SECRET))
                 s = "(set)";
-        *ret = strdup(strempty(s));
+        *ret = config_value_quote(strempty(s));
         return *ret ? 0 : -ENOMEM;
 }
 

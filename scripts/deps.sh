@@ -37,8 +37,8 @@ run() {
 
 packages=(
         build-essential clang libclang-rt-14-dev clang-tools cppcheck pkg-config git ca-certificates curl
-        libcurl4-openssl-dev libarchive-dev libsystemd-dev libinih-dev libjansson-dev
-        libsodium-dev libcmocka-dev libexpat1-dev
+        libcurl4-openssl-dev libarchive-dev libsystemd-dev libjansson-dev
+        libsodium-dev libcmocka-dev libexpat1-dev libseccomp-dev
         python3 python3-pytest python3-botocore awscli minisign ansible-core
         systemd dbus
         debhelper lintian mmdebstrap

@@ -64,6 +64,7 @@ typedef struct Unpack {
         int dir_fd;
         UnpackLimits limits;
         UnpackStats stats;
+        uint64_t written;              /* entries other than the root itself */
         char **ret_error;
 } Unpack;
 
@@ -358,6 +359,7 @@ static int extract_entry(Unpack *u, struct archive_entry *e) {
         r = check_entry(u, e, path);
         if (r <= 0)
                 return r;
+        u->written++;
         if (archive_write_header(u->writer, e) != ARCHIVE_OK)
                 return archive_failure(u, u->writer, path);
         r = copy_data(u, path);
@@ -382,9 +384,13 @@ static int extract_all(Unpack *u) {
                 if (r < 0)
                         return r;
         }
-        /* An empty release cannot be a working service: a CI mistake. */
+        /* An empty release cannot be a working service: a CI mistake. The
+         * root is skipped, so "./" alone would leave the release empty too. */
         if (u->stats.entries == 0)
                 return error_set(u->ret_error, -EBADMSG, "archive: contains no entries");
+        if (u->written == 0)
+                return error_set(u->ret_error, -EBADMSG,
+                                 "archive: contains no entries but the root directory");
         /* Applies deferred directory times; must succeed too. */
         if (archive_write_close(u->writer) != ARCHIVE_OK)
                 return archive_failure(u, u->writer, NULL);

@@ -35,11 +35,15 @@ int rm_rf_at(int dirfd, const char *name) {
 
         if (unlinkat(dirfd, name, 0) >= 0 || errno == ENOENT)
                 return 0;
-        if (errno != EISDIR && errno != EPERM)
-                return -errno;
+        /* A directory: EISDIR, or EPERM/EACCES when unlink() is refused before
+         * the kernel looks at the type (Landlock checks "remove file" first, and
+         * the confined unpack worker may only remove directories in releases/). */
+        r = -errno;
+        if (r != -EISDIR && r != -EPERM && r != -EACCES)
+                return r;
         fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
-                return errno == ENOENT ? 0 : -errno;
+                return errno == ENOENT ? 0 : errno == ENOTDIR ? r : -errno;
         r = rm_rf_children(fd); /* takes fd */
         if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
                 r = -errno;

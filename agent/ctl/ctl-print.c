@@ -2,10 +2,25 @@
 #define _GNU_SOURCE
 #include "ctl/ctl-print.h"
 
-#include "protocol/job.h"
 #include "common/util.h"
 
 static bool progress_shown;
+
+/* Display only: a field the agent left out prints as absent, never fails
+ * the command (what deployctl acts on is the "ok" and "error" it checks). */
+static const char *field_string(const json_t *obj, const char *key) {
+        return json_string_value(json_object_get(obj, key));
+}
+
+static uint64_t field_uint64(const json_t *obj, const char *key) {
+        json_t *v = json_object_get(obj, key);
+
+        return json_is_integer(v) && json_integer_value(v) >= 0 ? (uint64_t) json_integer_value(v) : 0;
+}
+
+static bool field_true(const json_t *obj, const char *key) {
+        return json_is_true(json_object_get(obj, key));
+}
 
 int ctl_exit_code(json_t *res) {
         static const struct { const char *code; int exit; } map[] = {
@@ -13,9 +28,9 @@ int ctl_exit_code(json_t *res) {
                 { "permission_denied", CTL_EXIT_DENIED }, { "bad_request", CTL_EXIT_USAGE },
                 { "unknown_command", CTL_EXIT_USAGE }, { "too_large", CTL_EXIT_USAGE },
         };
-        const char *code = job_string(json_object_get(res, "error"), "code");
+        const char *code = field_string(json_object_get(res, "error"), "code");
 
-        if (job_bool(res, "ok", false))
+        if (field_true(res, "ok"))
                 return CTL_EXIT_OK;
         for (size_t i = 0; code && i < ELEMENTSOF(map); i++)
                 if (streq(map[i].code, code))
@@ -31,14 +46,14 @@ void ctl_print_json(json_t *res) {
 }
 
 void ctl_print_error(json_t *res) {
-        const char *msg = job_string(json_object_get(res, "error"), "message");
+        const char *msg = field_string(json_object_get(res, "error"), "message");
 
         fprintf(stderr, "deployctl: %s\n", msg ?: "the agent refused without a reason");
 }
 
 void ctl_print_progress(json_t *ev) {
-        const char *service = job_string(ev, "service"), *step = job_string(ev, "step");
-        uint64_t bytes = job_uint64(ev, "bytes", 0), total = job_uint64(ev, "total", 0);
+        const char *service = field_string(ev, "service"), *step = field_string(ev, "step");
+        uint64_t bytes = field_uint64(ev, "bytes"), total = field_uint64(ev, "total");
 
         if (!ev) {
                 if (progress_shown)
@@ -60,23 +75,23 @@ static const char *short_sha(const char *sha, char buf[static 13]) {
 }
 
 void ctl_print_change(json_t *res) {
-        const char *service = strempty(job_string(res, "service"));
+        const char *service = strempty(field_string(res, "service"));
         char a[13], b[13];
 
         if (json_object_get(res, "paused"))
-                printf("%s: %s%s\n", service, job_bool(res, "changed", false) ? "" : "already ",
-                       job_bool(res, "paused", false) ? "paused" : "resumed");
-        else if (job_bool(res, "accepted", false))
+                printf("%s: %s%s\n", service, field_true(res, "changed") ? "" : "already ",
+                       field_true(res, "paused") ? "paused" : "resumed");
+        else if (field_true(res, "accepted"))
                 printf("%s: accepted; follow it with 'deployctl status %s'\n", service, service);
-        else if (job_bool(res, "changed", false))
-                printf("%s: now at %s (was %s)\n", service, short_sha(job_string(res, "sha"), a),
-                       short_sha(job_string(res, "previous"), b));
+        else if (field_true(res, "changed"))
+                printf("%s: now at %s (was %s)\n", service, short_sha(field_string(res, "sha"), a),
+                       short_sha(field_string(res, "previous"), b));
         else
-                printf("%s: unchanged, at %s\n", service, short_sha(job_string(res, "sha"), a));
+                printf("%s: unchanged, at %s\n", service, short_sha(field_string(res, "sha"), a));
 }
 
 void ctl_print_version(json_t *res) {
-        printf("%s\n", strempty(job_string(res, "sha")));
+        printf("%s\n", strempty(field_string(res, "sha")));
 }
 
 static void print_service(json_t *s) {
@@ -84,24 +99,24 @@ static void print_service(json_t *s) {
         char a[13], p[13];
         size_t i;
 
-        printf("%s\n  current  %s  since %s\n  previous %s\n  state    %s%s%s\n", strempty(job_string(s, "name")),
-               short_sha(job_string(s, "current"), a), job_string(s, "since") ?: "-",
-               short_sha(job_string(s, "previous"), p), strempty(job_string(s, "activity")),
-               job_bool(s, "paused", false) ? ", paused" : "", job_string(s, "pinned") ? ", pinned" : "");
-        printf("  polled   %s\n", job_string(s, "last_poll") ?: "never");
-        if (job_string(s, "last_error"))
-                printf("  error    %s\n", job_string(s, "last_error"));
+        printf("%s\n  current  %s  since %s\n  previous %s\n  state    %s%s%s\n", strempty(field_string(s, "name")),
+               short_sha(field_string(s, "current"), a), field_string(s, "since") ?: "-",
+               short_sha(field_string(s, "previous"), p), strempty(field_string(s, "activity")),
+               field_true(s, "paused") ? ", paused" : "", field_string(s, "pinned") ? ", pinned" : "");
+        printf("  polled   %s\n", field_string(s, "last_poll") ?: "never");
+        if (field_string(s, "last_error"))
+                printf("  error    %s\n", field_string(s, "last_error"));
         json_array_foreach(bad, i, b)
-                printf("  bad      %s  %s\n", short_sha(job_string(b, "sha"), a), strempty(job_string(b, "reason")));
+                printf("  bad      %s  %s\n", short_sha(field_string(b, "sha"), a), strempty(field_string(b, "reason")));
 }
 
 void ctl_print_status(json_t *res) {
         json_t *agent = json_object_get(res, "agent"), *services = json_object_get(res, "services"), *s;
-        uint64_t up = job_uint64(agent, "uptime_sec", 0);
+        uint64_t up = field_uint64(agent, "uptime_sec");
         size_t i;
 
-        printf("deploy-agent %s, pid %lld, up %llud %02lluh%02llum\n", strempty(job_string(agent, "version")),
-               (long long) job_uint64(agent, "pid", 0), (unsigned long long) (up / 86400),
+        printf("deploy-agent %s, pid %lld, up %llud %02lluh%02llum\n", strempty(field_string(agent, "version")),
+               (long long) field_uint64(agent, "pid"), (unsigned long long) (up / 86400),
                (unsigned long long) (up / 3600 % 24), (unsigned long long) (up / 60 % 60));
         json_array_foreach(services, i, s)
                 print_service(s);
@@ -113,8 +128,8 @@ void ctl_print_history(json_t *res) {
         size_t i;
 
         json_array_foreach(h, i, e)
-                printf("%s  %-11s %s  (was %s)%s%s\n", strempty(job_string(e, "when")),
-                       strempty(job_string(e, "outcome")), short_sha(job_string(e, "sha"), a),
-                       short_sha(job_string(e, "previous"), p), job_string(e, "message") ? "  " : "",
-                       strempty(job_string(e, "message")));
+                printf("%s  %-11s %s  (was %s)%s%s\n", strempty(field_string(e, "when")),
+                       strempty(field_string(e, "outcome")), short_sha(field_string(e, "sha"), a),
+                       short_sha(field_string(e, "previous"), p), field_string(e, "message") ? "  " : "",
+                       strempty(field_string(e, "message")));
 }

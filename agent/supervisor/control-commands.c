@@ -28,7 +28,7 @@ typedef struct Command {
         const char *name;
         bool changes;                  /* needs an admin peer */
         bool needs_service;
-        const char *fields;            /* allowed besides "cmd", space separated */
+        const char *fields[4];         /* allowed besides "cmd"; unused slots NULL */
         void (*run)(Request *r);
 } Command;
 
@@ -258,24 +258,25 @@ static void cmd_reload(Request *r) {
 }
 
 static const Command commands[] = {
-        { "status", false, false, "service", cmd_status },
-        { "version", false, true, "service", cmd_version },
-        { "history", false, true, "service", cmd_history },
-        { "deploy", true, true, "service sha wait", cmd_deploy },
-        { "rollback", true, true, "service to wait", cmd_rollback },
-        { "pause", true, true, "service", cmd_pause },
-        { "resume", true, true, "service", cmd_resume },
-        { "check", true, false, "service", cmd_check },
-        { "reload", true, false, "", cmd_reload },
+        { "status", false, false, { "service" }, cmd_status },
+        { "version", false, true, { "service" }, cmd_version },
+        { "history", false, true, { "service" }, cmd_history },
+        { "deploy", true, true, { "service", "sha", "wait" }, cmd_deploy },
+        { "rollback", true, true, { "service", "to", "wait" }, cmd_rollback },
+        { "pause", true, true, { "service" }, cmd_pause },
+        { "resume", true, true, { "service" }, cmd_resume },
+        { "check", true, false, { "service" }, cmd_check },
+        { "reload", true, false, { NULL }, cmd_reload },
 };
 
+/* Whole-name comparison against the table: a key is untrusted bytes, so it
+ * must not be searched for inside a list of names (an empty key matched
+ * everywhere, a key with a blank matched two names at once). */
 static bool field_allowed(const Command *cmd, const char *key) {
-        size_t n = strlen(key);
-
         if (streq(key, "cmd"))
                 return true;
-        for (const char *p = cmd->fields; (p = strstr(p, key)); p += n)
-                if ((p == cmd->fields || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+        for (size_t i = 0; i < ELEMENTSOF(cmd->fields) && cmd->fields[i]; i++)
+                if (streq(cmd->fields[i], key))
                         return true;
         return false;
 }

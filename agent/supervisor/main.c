@@ -35,12 +35,19 @@ static void help(void) {
                CONFIG_DEFAULT_PATH);
 }
 
+/* One log line per problem: config_load reports them all, one per line. */
 static int load_config(const char *path, Config **ret) {
         _cleanup_free_ char *error = NULL;
         int r = config_load(path, ret, &error);
 
-        if (r < 0)
-                log_error("%s", error ?: strerror(-r));
+        if (r < 0 && !error)
+                log_error("%s", strerror(-r));
+        for (const char *p = error; r < 0 && p && *p;) {
+                size_t n = strcspn(p, "\n");
+
+                log_error("%.*s", (int) n, p);
+                p += n + (p[n] == '\n');
+        }
         return r;
 }
 

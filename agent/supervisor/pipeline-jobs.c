@@ -1,9 +1,9 @@
-/* pipeline-jobs.c: one builder per step. Unprivileged steps get run_as
- * (when the agent is root) and an address-space limit; every step gets CPU
- * and file limits. */
+/* pipeline-jobs.c: one builder per step. The user each step runs as comes
+ * from the privilege table of protocol/worker-protocol.h (when the agent is
+ * root); steps that do not keep root also get an address-space limit, every
+ * step CPU and file limits. */
 #include "supervisor/pipeline-jobs.h"
 
-#include "protocol/job.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -18,117 +18,144 @@ void pipeline_target_done(Target *t) {
         *t = (Target) {};
 }
 
-int pipeline_target_from_result(const json_t *res, Target *t) {
-        const char *sha = job_string(res, "sha"), *key = job_string(res, "key"), *etag = job_string(res, "etag");
-
+int pipeline_target_from_result(const DiscoverResult *res, Target *t) {
         pipeline_target_done(t);
-        if (!job_bool(res, "found", false) || job_bool(res, "not_modified", false))
+        if (!res->found)
                 return 0;
-        if (!sha_is_valid(sha) || !key)
-                return -EBADMSG;
-        t->sha = strdup(sha);
-        t->key = strdup(key);
-        t->etag = etag ? strdup(etag) : NULL;
-        t->last_modified_usec = job_uint64(res, "last_modified", 0);
-        if (job_string(res, "pointer_etag") && !(t->pointer_etag = strdup(job_string(res, "pointer_etag"))))
+        if (state_set(&t->sha, res->sha) < 0 || state_set(&t->key, res->key) < 0 ||
+            state_set(&t->etag, res->etag) < 0 || state_set(&t->pointer_etag, res->pointer_etag) < 0)
                 return -ENOMEM;
-        if (!t->sha || !t->key || (etag && !t->etag))
-                return -ENOMEM;
+        t->last_modified_usec = res->last_modified_usec;
         return 0;
 }
 
-static json_t *job_new(const Service *s, bool unprivileged, uid_t uid, gid_t gid, uint64_t fsize) {
-        json_t *job = json_pack("{s:s,s:i,s:{s:I,s:I}}", "service", s->name, "log_level", log_get_max_level(),
-                                "limits", "cpu_sec", (json_int_t) (s->cfg->step_timeout_usec / USEC_PER_SEC),
-                                "nofile", (json_int_t) WORKER_NOFILE);
-        json_t *limits = json_object_get(job, "limits");
-
-        if (!job)
-                return NULL;
-        if (unprivileged) {
-                json_object_set_new(limits, "as_bytes", json_integer((json_int_t) WORKER_AS_LIMIT));
-                if (s->drop)
-                        json_object_set_new(job, "run_as", json_pack("{s:I,s:I}", "uid", (json_int_t) uid,
-                                                                     "gid", (json_int_t) gid));
+static WorkerUser step_user(const Service *s, WorkerStep step) {
+        if (!s->drop)
+                return (WorkerUser) {}; /* not root: nobody to switch to */
+        switch (worker_step_run_as(step)) {
+        case WORKER_RUN_AS_WORKER_USER:
+                return (WorkerUser) { .set = true, .uid = s->worker_uid, .gid = s->worker_gid };
+        case WORKER_RUN_AS_OWNER:
+                return (WorkerUser) { .set = true, .uid = s->owner_uid, .gid = s->owner_gid };
+        default:
+                return (WorkerUser) {};
         }
-        if (fsize > 0)
-                json_object_set_new(limits, "fsize_bytes", json_integer((json_int_t) fsize));
-        return job;
 }
 
-/* Merge fields (a new reference, may be NULL) into job. */
-static json_t *with(json_t *job, json_t *fields) {
-        if (!job || !fields || json_object_update(job, fields) < 0) {
-                json_decref(job);
-                job = NULL;
+static WorkerJob job_new(const Service *s, WorkerStep step, uint64_t fsize) {
+        bool root = worker_step_run_as(step) == WORKER_RUN_AS_ROOT;
+
+        return (WorkerJob) {
+                .step = step,
+                .service = s->name,
+                .log_level = log_get_max_level(),
+                .limits = {
+                        .cpu_sec = s->cfg->step_timeout_usec / USEC_PER_SEC,
+                        .as_bytes = root ? 0 : WORKER_AS_LIMIT,
+                        .fsize_bytes = fsize,
+                        .nofile = WORKER_NOFILE,
+                },
+                .run_as = step_user(s, step),
+        };
+}
+
+/* j borrows from the config and state: encode it, then decode the message
+ * as the worker will, which yields a copy of our own and proves it decodes. */
+static int job_finish(const WorkerJob *j, WorkerJob *ret_job, json_t **ret_msg) {
+        _cleanup_free_ char *error = NULL;
+        json_t *msg = NULL;
+        int r;
+
+        r = worker_job_encode(j, &msg);
+        if (r < 0)
+                return r;
+        r = worker_job_decode(msg, j->step, ret_job, &error);
+        if (r < 0) {
+                log_error("%s job does not decode: %s", worker_step_to_string(j->step), strempty(error));
+                json_decref(msg);
+                return r;
         }
-        json_decref(fields);
-        return job;
+        *ret_msg = msg;
+        return 0;
 }
 
-static json_t *s3_json(const Service *s) {
-        return job_s3_to_json(&s->config->s3);
+static S3Config s3_config(const Service *s) {
+        return s->config->s3;
 }
 
-json_t *pipeline_job_discover(const Service *s) {
+int pipeline_job_discover(Service *s, WorkerJob *ret_job, json_t **ret_msg) {
         const ServiceConfig *c = s->cfg;
+        WorkerJob j = job_new(s, WORKER_STEP_DISCOVER, 0);
 
-        return with(job_new(s, true, s->worker_uid, s->worker_gid, 0),
-                    json_pack("{s:o,s:s,s:s,s:s,s:s,s:s?,s:s?}", "s3", s3_json(s), "bucket", c->bucket,
-                              "prefix", c->prefix, "suffix", c->suffix, "select", select_mode_to_string(c->select),
-                              "pointer_key", c->pointer_key, "pointer_etag", s->state->pointer_etag));
+        j.discover = (DiscoverJob) {
+                .s3 = s3_config(s), .bucket = c->bucket, .prefix = c->prefix, .suffix = c->suffix,
+                .select = c->select, .pointer_key = c->pointer_key, .pointer_etag = s->state->pointer_etag,
+        };
+        return job_finish(&j, ret_job, ret_msg);
 }
 
-json_t *pipeline_job_fetch(const Service *s, const Target *t) {
+int pipeline_job_fetch(Service *s, const Target *t, WorkerJob *ret_job, json_t **ret_msg) {
         const ServiceConfig *c = s->cfg;
+        WorkerJob j = job_new(s, WORKER_STEP_FETCH, c->max_artifact_size + 65536);
 
-        return with(job_new(s, true, s->worker_uid, s->worker_gid, c->max_artifact_size + 65536),
-                    json_pack("{s:o,s:s,s:s,s:s,s:s,s:s?,s:s,s:s,s:s?,s:I,s:b}", "s3", s3_json(s),
-                              "bucket", c->bucket, "key", t->key, "sha", t->sha, "suffix", c->suffix,
-                              "etag", t->etag, "downloads_dir", s->downloads_dir,
-                              "checksum", checksum_mode_to_string(c->checksum), "public_key", c->public_key,
-                              "max_artifact_size", (json_int_t) c->max_artifact_size, "resume", 1));
+        j.fetch = (FetchJob) {
+                .s3 = s3_config(s), .bucket = c->bucket, .key = t->key, .sha = t->sha, .suffix = c->suffix,
+                .etag = t->etag, .downloads_dir = s->downloads_dir, .checksum = c->checksum,
+                .public_key = c->public_key, .max_artifact_size = c->max_artifact_size, .resume = true,
+        };
+        return job_finish(&j, ret_job, ret_msg);
 }
 
-json_t *pipeline_job_unpack(const Service *s, const char *sha, const char *archive) {
+/* The archive is where fetch put it, owned by the user fetch ran as: the
+ * worker opens it by name and checks that owner (the worker's result says
+ * nothing about where it is). */
+int pipeline_job_unpack(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg) {
         const ServiceConfig *c = s->cfg;
+        WorkerJob j = job_new(s, WORKER_STEP_UNPACK, c->max_unpacked_size);
+        WorkerUser fetch_user = step_user(s, WORKER_STEP_FETCH);
 
-        return with(job_new(s, true, s->owner_uid, s->owner_gid, c->max_unpacked_size),
-                    json_pack("{s:s,s:s,s:s,s:I,s:I}", "archive", archive, "releases_dir", s->releases_dir,
-                              "sha", sha, "max_unpacked_size", (json_int_t) c->max_unpacked_size,
-                              "max_entries", (json_int_t) c->max_entries));
+        j.unpack = (UnpackJob) {
+                .downloads_dir = s->downloads_dir, .sha = sha, .suffix = c->suffix,
+                .download_uid = fetch_user.set ? fetch_user.uid : geteuid(),
+                .releases_dir = s->releases_dir, .max_unpacked_size = c->max_unpacked_size,
+                .max_entries = c->max_entries,
+        };
+        return job_finish(&j, ret_job, ret_msg);
 }
 
-json_t *pipeline_job_activate(const Service *s, const char *sha) {
+int pipeline_job_activate(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg) {
         const ServiceConfig *c = s->cfg;
+        WorkerJob j = job_new(s, WORKER_STEP_ACTIVATE, 0);
 
-        return with(job_new(s, false, 0, 0, 0),
-                    json_pack("{s:s,s:s,s:s?,s:s?,s:I}", "root", c->root, "sha", sha,
-                              "pre_activate", c->pre_activate, "post_activate", c->post_activate,
-                              "hook_timeout_usec", (json_int_t) c->step_timeout_usec));
+        j.activate = (ActivateJob) {
+                .root = c->root, .sha = sha, .pre_activate = c->pre_activate,
+                .post_activate = c->post_activate, .hook_timeout_usec = c->step_timeout_usec,
+        };
+        return job_finish(&j, ret_job, ret_msg);
 }
 
-json_t *pipeline_job_restart(const Service *s, const char *sha) {
+int pipeline_job_restart(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg) {
         const ServiceConfig *c = s->cfg;
+        WorkerJob j = job_new(s, WORKER_STEP_RESTART, 0);
 
-        return with(job_new(s, false, 0, 0, 0),
-                    json_pack("{s:s,s:s?,s:s,s:s?,s:s?,s:I,s:I,s:s}", "sha", sha, "unit", c->unit,
-                              "restart_mode", restart_mode_to_string(c->restart_mode),
-                              "health_url", c->health_url, "health_command", c->health_command,
-                              "health_settle_usec", (json_int_t) c->health_settle_usec,
-                              "health_timeout_usec", (json_int_t) c->health_timeout_usec, "root", c->root));
+        j.restart = (RestartJob) {
+                .root = c->root, .sha = sha, .unit = c->unit, .restart_mode = c->restart_mode,
+                .health_url = c->health_url, .health_command = c->health_command,
+                .health_settle_usec = c->health_settle_usec, .health_timeout_usec = c->health_timeout_usec,
+        };
+        return job_finish(&j, ret_job, ret_msg);
 }
 
-json_t *pipeline_job_prune(const Service *s) {
-        json_t *protect = json_array();
+int pipeline_job_prune(Service *s, WorkerJob *ret_job, json_t **ret_msg) {
+        ServiceState *st = s->state;
+        char *protect[] = { st->current, st->previous, st->pinned };
+        WorkerJob j = job_new(s, WORKER_STEP_PRUNE, 0);
 
-        if (s->state->current)
-                json_array_append_new(protect, json_string(s->state->current));
-        if (s->state->previous)
-                json_array_append_new(protect, json_string(s->state->previous));
-        if (s->state->pinned)
-                json_array_append_new(protect, json_string(s->state->pinned));
-        return with(job_new(s, false, 0, 0, 0),
-                    json_pack("{s:s,s:s,s:I,s:o}", "root", s->cfg->root, "downloads_dir", s->downloads_dir,
-                              "keep", (json_int_t) s->cfg->keep_releases, "protect", protect));
+        j.prune = (PruneJob) {
+                .root = s->cfg->root, .downloads_dir = s->downloads_dir, .keep = s->cfg->keep_releases,
+        };
+        for (size_t i = 0; i < ELEMENTSOF(protect); i++)
+                if (protect[i])
+                        j.prune.protect[j.prune.n_protect++] = protect[i];
+        return job_finish(&j, ret_job, ret_msg);
 }

@@ -1,10 +1,12 @@
-/* pipeline-jobs.h: the JSON job of each step, built from a service's
- * config and state (the contract with the workers: docs/design.md, "Worker protocol"). */
+/* pipeline-jobs.h: the job of each step, built from a service's config and
+ * state (the messages themselves: protocol/worker-job.h). */
 #pragma once
 
 #include <jansson.h>
 #include <stdint.h>
 
+#include "protocol/worker-job.h"
+#include "protocol/worker-result.h"
 #include "supervisor/service.h"
 
 typedef struct Target {
@@ -16,12 +18,15 @@ typedef struct Target {
 } Target;
 
 void pipeline_target_done(Target *t);
-/* From a discover result: found -> sha/key/etag set; not found -> sha NULL. */
-int pipeline_target_from_result(const json_t *res, Target *t);
+/* From a checked discover result: found -> sha/key/etag set; else sha NULL. */
+int pipeline_target_from_result(const DiscoverResult *res, Target *t);
 
-json_t *pipeline_job_discover(const Service *s);
-json_t *pipeline_job_fetch(const Service *s, const Target *t);
-json_t *pipeline_job_unpack(const Service *s, const char *sha, const char *archive);
-json_t *pipeline_job_activate(const Service *s, const char *sha);
-json_t *pipeline_job_restart(const Service *s, const char *sha);
-json_t *pipeline_job_prune(const Service *s);
+/* Each builds the step's message into *ret_msg and, in *ret_job, the job
+ * as the worker will decode it (owned: worker_job_done()), to hold the
+ * worker's result against. */
+int pipeline_job_discover(Service *s, WorkerJob *ret_job, json_t **ret_msg);
+int pipeline_job_fetch(Service *s, const Target *t, WorkerJob *ret_job, json_t **ret_msg);
+int pipeline_job_unpack(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg);
+int pipeline_job_activate(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg);
+int pipeline_job_restart(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg);
+int pipeline_job_prune(Service *s, WorkerJob *ret_job, json_t **ret_msg);

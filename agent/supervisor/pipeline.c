@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 
 #include "common/fs-util.h"
-#include "protocol/job.h"
 #include "common/log.h"
 #include "supervisor/pipeline-jobs.h"
 #include "common/util.h"
@@ -33,11 +32,12 @@ static const char *const step_names[_STEP_MAX] = {
         [STEP_ROLLBACK_RESTART] = "rollback-restart", [STEP_PRUNE] = "prune",
 };
 
-/* The worker program each step runs. */
-static const char *const step_workers[_STEP_MAX] = {
-        [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch", [STEP_UNPACK] = "unpack",
-        [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart", [STEP_ROLLBACK] = "activate",
-        [STEP_ROLLBACK_RESTART] = "restart", [STEP_PRUNE] = "prune",
+/* The worker step each runs. */
+static const WorkerStep step_workers[_STEP_MAX] = {
+        [STEP_DISCOVER] = WORKER_STEP_DISCOVER, [STEP_FETCH] = WORKER_STEP_FETCH,
+        [STEP_UNPACK] = WORKER_STEP_UNPACK, [STEP_ACTIVATE] = WORKER_STEP_ACTIVATE,
+        [STEP_RESTART] = WORKER_STEP_RESTART, [STEP_ROLLBACK] = WORKER_STEP_ACTIVATE,
+        [STEP_ROLLBACK_RESTART] = WORKER_STEP_RESTART, [STEP_PRUNE] = WORKER_STEP_PRUNE,
 };
 
 struct Pipeline {
@@ -48,7 +48,7 @@ struct Pipeline {
         Target target;                 /* the build being deployed */
         char *previous;                /* what was current before the swap */
         char *failure;                 /* why the new build failed after the swap */
-        char *archive;                 /* the verified download */
+        WorkerJob job;                 /* of the running step, to hold its result against */
         char *initial;                 /* current when the pipeline started */
         uint64_t progress_mark;
         bool stopped;                  /* the agent is shutting down */
@@ -65,7 +65,7 @@ static Pipeline *pipeline_free(Pipeline *p) {
         pipeline_target_done(&p->target);
         free(p->previous);
         free(p->failure);
-        free(p->archive);
+        worker_job_done(&p->job);
         free(p->initial);
         free(p);
         return NULL;
@@ -181,7 +181,7 @@ static int should_deploy(Pipeline *p) {
         return 1;
 }
 
-static void on_discovered(Pipeline *p, json_t *res) {
+static void on_discovered(Pipeline *p, const DiscoverResult *res) {
         Service *s = p->service;
         int r;
 
@@ -190,7 +190,7 @@ static void on_discovered(Pipeline *p, json_t *res) {
                 return fail(p, r, "discover: invalid result from worker");
         /* from here on the messages are about that build: journalctl DEPLOY_SHA= finds them */
         log_set_context(s->name, p->target.sha, step_names[p->step]);
-        if (job_bool(res, "not_modified", false))
+        if (res->not_modified)
                 return log_debug("%s: pointer unchanged", s->name), finish(p, 0);
         if (!p->target.sha) {
                 if (s->state->current)
@@ -209,21 +209,17 @@ static void on_discovered(Pipeline *p, json_t *res) {
         run_step(p, release_dir_exists(s->releases_dir, p->target.sha) ? STEP_ACTIVATE : STEP_FETCH);
 }
 
-static void on_fetched(Pipeline *p, json_t *res) {
-        if (!job_string(res, "path"))
-                return fail(p, -EPROTO, "fetch: worker returned no path");
-        log_info("%s: fetch: %s, %lld bytes, sha256 %s verified", p->service->name, p->target.key,
-                 (long long) job_uint64(res, "size", 0), strempty(job_string(res, "sha256")));
-        free(p->archive);
-        p->archive = strdup(job_string(res, "path"));
-        if (!p->archive)
-                return fail(p, -ENOMEM, "out of memory");
+/* The download is where the job said, under the name the supervisor chose:
+ * the result carries no path to follow. */
+static void on_fetched(Pipeline *p, const FetchResult *res) {
+        log_info("%s: fetch: %s, %llu bytes, sha256 %s verified", p->service->name, p->target.key,
+                 (unsigned long long) res->size, res->sha256);
         run_step(p, STEP_UNPACK);
 }
 
-static void on_unpacked(Pipeline *p, json_t *res) {
-        log_info("%s: unpack: %s (%llu entries, %llu bytes)", p->service->name, strempty(job_string(res, "release")),
-                 (unsigned long long) job_uint64(res, "entries", 0), (unsigned long long) job_uint64(res, "bytes", 0));
+static void on_unpacked(Pipeline *p, const UnpackResult *res) {
+        log_info("%s: unpack: %s/%s (%llu entries, %llu bytes)", p->service->name, p->service->releases_dir,
+                 p->target.sha, (unsigned long long) res->entries, (unsigned long long) res->bytes);
         run_step(p, STEP_ACTIVATE);
 }
 
@@ -244,12 +240,12 @@ static void deployed(Pipeline *p) {
         run_step(p, STEP_PRUNE);
 }
 
-static void on_activated(Pipeline *p, json_t *res) {
+static void on_activated(Pipeline *p, const ActivateResult *res) {
         Service *s = p->service;
 
         log_info("%s: activate: current -> releases/%s (was %s)", s->name, p->target.sha, p->previous ?: "nothing");
-        if (job_string(res, "warning"))
-                log_warning("%s: %s", s->name, job_string(res, "warning"));
+        if (res->warning)
+                log_warning("%s: %s", s->name, res->warning);
         if (state_set(&s->state->current, p->target.sha) < 0 || state_set(&s->state->previous, p->previous) < 0)
                 return fail(p, -ENOMEM, "out of memory");
         if (needs_restart(s->cfg))
@@ -257,8 +253,8 @@ static void on_activated(Pipeline *p, json_t *res) {
         deployed(p);
 }
 
-static void on_restarted(Pipeline *p, json_t *res) {
-        log_info("%s: %s is healthy (%s)", p->service->name, p->target.sha, strempty(job_string(res, "detail")));
+static void on_restarted(Pipeline *p, const RestartResult *res) {
+        log_info("%s: %s is healthy (%s)", p->service->name, p->target.sha, res->detail);
         deployed(p);
 }
 
@@ -292,7 +288,7 @@ static void rolled_back(Pipeline *p) {
         fail(p, -EIO, msg ?: "rolled back");
 }
 
-static void on_rolled_back(Pipeline *p, json_t *res) {
+static void on_rolled_back(Pipeline *p) {
         Service *s = p->service;
 
         log_info("%s: rollback: current -> releases/%s", s->name, p->previous);
@@ -303,16 +299,17 @@ static void on_rolled_back(Pipeline *p, json_t *res) {
         rolled_back(p);
 }
 
-static void on_rollback_restarted(Pipeline *p, json_t *res) {
+static void on_rollback_restarted(Pipeline *p) {
         log_info("%s: %s is healthy again after the rollback", p->service->name, p->previous);
         rolled_back(p);
 }
 
-static void on_pruned(Pipeline *p, json_t *res) {
-        size_t n = json_array_size(json_object_get(res, "removed"));
+static void on_pruned(Pipeline *p, const PruneResult *res) {
+        uint64_t n = res->removed;
 
         if (n > 0)
-                log_info("%s: prune: removed %zu old release%s", p->service->name, n, n == 1 ? "" : "s");
+                log_info("%s: prune: removed %llu old release%s", p->service->name, (unsigned long long) n,
+                         n == 1 ? "" : "s");
         finish(p, p->failure ? -EIO : 0);
 }
 
@@ -387,60 +384,83 @@ static void abandon(Pipeline *p) {
         end(p, -ECANCELED, true);
 }
 
+/* A worker's reply is input, never a fact: decoded strictly and held
+ * against the job before anything acts on it (docs/design.md, "Security
+ * model"). Then the step's handler. */
+static void on_step_result(Pipeline *p, json_t *msg) {
+        _cleanup_free_ char *why = NULL, *error = NULL;
+        WorkerResult res = {};
+        int r;
+
+        r = worker_result_decode(msg, step_workers[p->step], &res, &why);
+        if (r >= 0)
+                r = worker_result_check(&p->job, &res, &why);
+        if (r < 0) {
+                worker_result_done(&res);
+                error = strdup_printf("%s: invalid result from the worker: %s", step_names[p->step],
+                                      why ?: strerror(-r));
+                return fail(p, -EPROTO, error ?: "invalid result from the worker");
+        }
+        switch (p->step) {
+        case STEP_DISCOVER: on_discovered(p, &res.discover); break;
+        case STEP_FETCH: on_fetched(p, &res.fetch); break;
+        case STEP_UNPACK: on_unpacked(p, &res.unpack); break;
+        case STEP_ACTIVATE: on_activated(p, &res.activate); break;
+        case STEP_RESTART: on_restarted(p, &res.restart); break;
+        case STEP_ROLLBACK: on_rolled_back(p); break;
+        case STEP_ROLLBACK_RESTART: on_rollback_restarted(p); break;
+        case STEP_PRUNE: on_pruned(p, &res.prune); break;
+        default: abort();
+        }
+        worker_result_done(&res); /* p may be gone; res is ours */
+}
+
 static void on_step_done(WorkerOutcome *o, void *userdata) {
         Pipeline *p = userdata;
-        json_t *res = o->result;
 
         p->worker = NULL;
         log_set_context(p->service->name, p->target.sha, step_names[p->step]);
         if (p->stopped)
                 return abandon(p);
-        log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms", p->service->name, step_workers[p->step],
-                  (unsigned long long) o->max_rss_kib, (unsigned long long) (o->cpu_usec / USEC_PER_MSEC));
+        log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms", p->service->name,
+                  worker_step_to_string(step_workers[p->step]), (unsigned long long) o->max_rss_kib,
+                  (unsigned long long) (o->cpu_usec / USEC_PER_MSEC));
         if (!o->ok)
                 return on_step_failed(p, o);
-        switch (p->step) {
-        case STEP_DISCOVER: return on_discovered(p, res);
-        case STEP_FETCH: return on_fetched(p, res);
-        case STEP_UNPACK: return on_unpacked(p, res);
-        case STEP_ACTIVATE: return on_activated(p, res);
-        case STEP_RESTART: return on_restarted(p, res);
-        case STEP_ROLLBACK: return on_rolled_back(p, res);
-        case STEP_ROLLBACK_RESTART: return on_rollback_restarted(p, res);
-        case STEP_PRUNE: return on_pruned(p, res);
-        default: abort();
-        }
+        on_step_result(p, o->result);
 }
 
 /* ---- running steps ---- */
 
-static json_t *build_job(Pipeline *p, Step step) {
+/* Into p->job (the previous step's is released) and *ret_msg. */
+static int build_job(Pipeline *p, Step step, json_t **ret_msg) {
         Service *s = p->service;
 
+        worker_job_done(&p->job);
         switch (step) {
-        case STEP_DISCOVER: return pipeline_job_discover(s);
-        case STEP_FETCH: return pipeline_job_fetch(s, &p->target);
-        case STEP_UNPACK: return pipeline_job_unpack(s, p->target.sha, p->archive);
-        case STEP_ACTIVATE: return pipeline_job_activate(s, p->target.sha);
-        case STEP_ROLLBACK: return pipeline_job_activate(s, p->previous);
-        case STEP_RESTART: return pipeline_job_restart(s, p->target.sha);
-        case STEP_ROLLBACK_RESTART: return pipeline_job_restart(s, p->previous);
-        case STEP_PRUNE: return pipeline_job_prune(s);
+        case STEP_DISCOVER: return pipeline_job_discover(s, &p->job, ret_msg);
+        case STEP_FETCH: return pipeline_job_fetch(s, &p->target, &p->job, ret_msg);
+        case STEP_UNPACK: return pipeline_job_unpack(s, p->target.sha, &p->job, ret_msg);
+        case STEP_ACTIVATE: return pipeline_job_activate(s, p->target.sha, &p->job, ret_msg);
+        case STEP_ROLLBACK: return pipeline_job_activate(s, p->previous, &p->job, ret_msg);
+        case STEP_RESTART: return pipeline_job_restart(s, p->target.sha, &p->job, ret_msg);
+        case STEP_ROLLBACK_RESTART: return pipeline_job_restart(s, p->previous, &p->job, ret_msg);
+        case STEP_PRUNE: return pipeline_job_prune(s, &p->job, ret_msg);
         default: abort();
         }
 }
 
 static void run_step(Pipeline *p, Step step) {
         Service *s = p->service;
-        json_t *job;
+        json_t *job = NULL;
         int r;
 
         p->step = step;
         p->progress_mark = 0;
         log_set_context(s->name, p->target.sha, step_names[step]);
-        job = build_job(p, step);
-        if (!job)
-                return fail(p, -ENOMEM, "building a job: out of memory");
+        r = build_job(p, step, &job);
+        if (r < 0)
+                return fail(p, r, r == -ENOMEM ? "building a job: out of memory" : "building a job: invalid job");
         /* rollback steps record the step that decides recovery: "rollback";
          * discovery leaves nothing to recover, and an idle poll writes nothing */
         r = step == STEP_DISCOVER ? 0 : set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
@@ -452,8 +472,8 @@ static void run_step(Pipeline *p, Step step) {
         service_emit(s, step_names[step], 0, 0);
         /* the last use of p here: a worker that cannot start ends the step
          * (and may free p) before this returns */
-        r = s->workers->start(s->workers->impl, step_workers[step], job, s->cfg->step_timeout_usec,
-                              on_progress, on_step_done, p, &p->worker);
+        r = s->workers->start(s->workers->impl, worker_step_to_string(step_workers[step]), job,
+                              s->cfg->step_timeout_usec, on_progress, on_step_done, p, &p->worker);
         json_decref(job);
         if (r < 0) {
                 _cleanup_free_ char *msg = strdup_printf("%s: cannot start worker: %s", step_names[step], strerror(-r));

@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "protocol/job.h"
+#include "protocol/worker-protocol.h"
 #include "common/log.h"
 #include "paths.h"
 #include "common/util.h"
@@ -195,6 +195,13 @@ void worker_reading_timed_out(WorkerReading *rd, uint64_t timeout_usec) {
                             (unsigned long long) (timeout_usec / USEC_PER_SEC));
 }
 
+/* Progress is only shown: a count that is missing or not one reads as 0. */
+static uint64_t progress_count(const json_t *progress, const char *key) {
+        json_t *v = json_object_get(progress, key);
+
+        return json_is_integer(v) && json_integer_value(v) >= 0 ? (uint64_t) json_integer_value(v) : 0;
+}
+
 /* Progress messages until the one result; anything else, or anything
  * after the result, breaks the protocol. */
 WorkerMessage worker_reading_message(WorkerReading *rd, const char *buf, size_t n, uint64_t *ret_bytes,
@@ -211,8 +218,8 @@ WorkerMessage worker_reading_message(WorkerReading *rd, const char *buf, size_t 
                        WORKER_MESSAGE_INVALID;
         progress = json_object_get(msg, "progress");
         if (json_is_object(progress) && !rd->result) {
-                *ret_bytes = job_uint64(progress, "bytes", 0);
-                *ret_total = job_uint64(progress, "total", 0);
+                *ret_bytes = progress_count(progress, "bytes");
+                *ret_total = progress_count(progress, "total");
                 return WORKER_MESSAGE_PROGRESS;
         }
         if (rd->result || !json_is_boolean(json_object_get(msg, "ok")))
@@ -222,6 +229,10 @@ WorkerMessage worker_reading_message(WorkerReading *rd, const char *buf, size_t 
 }
 
 static char *describe_status(const char *step, int status) {
+        /* SIGSYS is seccomp's verdict; the kernel log names the system call. */
+        if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+                return strdup_printf("%s worker killed by SIGSYS: it made a system call its seccomp "
+                                     "allow-list forbids (the kernel log names it)", step);
         if (WIFSIGNALED(status))
                 return strdup_printf("%s worker killed by SIG%s", step, sigabbrev_np(WTERMSIG(status)) ?: "?");
         if (WIFEXITED(status))
@@ -246,7 +257,9 @@ void worker_reading_finish(WorkerReading *rd, int status, WorkerOutcome *ret) {
         }
         ret->result = TAKE_PTR(rd->result);
         ret->ok = json_is_true(json_object_get(ret->result, "ok"));
-        ret->bad = job_bool(ret->result, "bad", false);
+        /* a successful reply's fields are decoded strictly by the pipeline
+         * (protocol/worker-result.h) */
+        ret->bad = json_is_true(json_object_get(ret->result, "bad"));
         err = json_object_get(ret->result, "error");
         if (!ret->ok)
                 ret->error = strdup_printf("%s: %s", rd->step,

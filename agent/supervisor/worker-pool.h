@@ -12,12 +12,10 @@
  * touches untrusted data.
  *
  * Messages (one JSON object per datagram, at most WORKER_MESSAGE_MAX bytes):
- *   down: the job, plus "service", "step", optional "run_as":{"uid","gid"},
- *         "limits":{"cpu_sec","as_bytes","fsize_bytes","nofile"}
- *   up:   {"progress":{"bytes":N,"total":N}}*   then
- *         {"ok":true, ...step fields}  or  {"ok":false,"error":"...","bad":bool}
- *   "bad" says the artifact itself is at fault (checksum, signature, hostile
- *   archive): the supervisor marks that build bad instead of retrying it. */
+ * the job down (protocol/worker-job.h), progress and one reply up
+ * (protocol/worker-result.h). "bad" in a failed reply says the artifact
+ * itself is at fault (checksum, signature, hostile archive): the supervisor
+ * marks that build bad instead of retrying it. */
 #pragma once
 
 #include <jansson.h>
@@ -26,7 +24,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "protocol/job.h"
+#include "protocol/worker-protocol.h"
 
 
 /* Workers run a binary of their own, deploy-agent-worker, so that the

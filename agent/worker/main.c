@@ -4,27 +4,23 @@
 #include "common/util.h"
 #include "worker/runtime.h"
 #include "worker/steps.h"
+#include "protocol/worker-protocol.h"
 
-typedef struct StepInfo {
-        const char *name;
-        step_fn fn;
-        bool privileged;               /* runs as root (activate, prune) */
-} StepInfo;
-
-static const StepInfo steps[] = {
-        { "discover", step_discover, false },
-        { "fetch", step_fetch, false },
-        { "unpack", step_unpack, false },
-        { "activate", step_activate, true },
-        { "restart", step_restart, true },
-        { "prune", step_prune, true },
+static const step_fn steps[_WORKER_STEP_MAX] = {
+        [WORKER_STEP_DISCOVER] = step_discover,
+        [WORKER_STEP_FETCH] = step_fetch,
+        [WORKER_STEP_UNPACK] = step_unpack,
+        [WORKER_STEP_ACTIVATE] = step_activate,
+        [WORKER_STEP_RESTART] = step_restart,
+        [WORKER_STEP_PRUNE] = step_prune,
 };
 
+/* Who a step runs as is not here: the privilege table of
+ * protocol/worker-protocol.h, from which the supervisor builds run_as. */
 static step_fn step_lookup(const char *name) {
-        for (size_t i = 0; i < ELEMENTSOF(steps); i++)
-                if (streq(steps[i].name, name))
-                        return steps[i].fn;
-        return NULL;
+        int step = worker_step_from_string(name);
+
+        return step < 0 ? NULL : steps[step];
 }
 
 int main(int argc, char **argv) {

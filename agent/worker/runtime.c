@@ -9,49 +9,51 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#include "protocol/job.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "worker/runtime.h"
+#include "worker/confine.h"
+#include "worker/debug-hostile.h"
+#include "protocol/worker-result.h"
 
 struct WorkerContext {
-        json_t *job;
+        const char *step;
+        const WorkerJob *job;
         bool dropped;
         uint64_t last_progress_usec;
 };
 
-static int set_limit(int resource, const json_t *limits, const char *key) {
-        json_t *v = json_object_get(limits, key);
+static int set_limit(int resource, uint64_t value) {
         struct rlimit rl;
 
-        if (!json_is_integer(v) || json_integer_value(v) <= 0)
+        if (value == 0)
                 return 0;
-        rl.rlim_cur = rl.rlim_max = (rlim_t) json_integer_value(v);
+        rl.rlim_cur = rl.rlim_max = (rlim_t) value;
         return setrlimit(resource, &rl) < 0 ? -errno : 0;
 }
 
-static int apply_limits(const json_t *limits) {
+static int apply_limits(const WorkerLimits *limits) {
         struct rlimit no_core = {};
         int r = 0;
 
         if (setrlimit(RLIMIT_CORE, &no_core) < 0)
                 return -errno;
-        if ((r = set_limit(RLIMIT_CPU, limits, "cpu_sec")) < 0 ||
-            (r = set_limit(RLIMIT_AS, limits, "as_bytes")) < 0 ||
-            (r = set_limit(RLIMIT_FSIZE, limits, "fsize_bytes")) < 0 ||
-            (r = set_limit(RLIMIT_NOFILE, limits, "nofile")) < 0)
+        if ((r = set_limit(RLIMIT_CPU, limits->cpu_sec)) < 0 ||
+            (r = set_limit(RLIMIT_AS, limits->as_bytes)) < 0 ||
+            (r = set_limit(RLIMIT_FSIZE, limits->fsize_bytes)) < 0 ||
+            (r = set_limit(RLIMIT_NOFILE, limits->nofile)) < 0)
                 return r;
         return 0;
 }
 
-static int switch_user(const json_t *run_as) {
+static int switch_user(const WorkerUser *run_as) {
         uid_t uid;
         gid_t gid;
 
-        if (!json_is_object(run_as) || geteuid() != 0)
+        if (!run_as->set || geteuid() != 0)
                 return 0;
-        uid = (uid_t) job_uint64(run_as, "uid", 0);
-        gid = (gid_t) job_uint64(run_as, "gid", 0);
+        uid = run_as->uid;
+        gid = run_as->gid;
         if (uid == 0)
                 return -EPERM; /* never "drop" to root */
         if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
@@ -64,14 +66,20 @@ static int switch_user(const json_t *run_as) {
 int worker_drop_privileges(WorkerContext *w) {
         int r;
 
-        r = apply_limits(json_object_get(w->job, "limits"));
+        r = apply_limits(&w->job->limits);
         if (r < 0)
                 return log_error_errno(r, "setrlimit: %m");
-        r = switch_user(json_object_get(w->job, "run_as"));
+        r = confine_enter(w->step);
+        if (r < 0)
+                return r;
+        r = switch_user(&w->job->run_as);
         if (r < 0)
                 return log_error_errno(r, "dropping privileges: %m");
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return log_error_errno(-errno, "PR_SET_NO_NEW_PRIVS: %m");
+        r = confine_apply(w->step);
+        if (r < 0)
+                return r;
         w->dropped = true;
         return 0;
 }
@@ -84,8 +92,7 @@ static void send_message(json_t *msg) {
 }
 
 void worker_send_progress(WorkerContext *w, uint64_t bytes, uint64_t total) {
-        json_auto_t *msg = json_pack("{s:{s:I,s:I}}", "progress", "bytes", (json_int_t) bytes,
-                                     "total", (json_int_t) total);
+        json_auto_t *msg = worker_progress_encode(bytes, total);
 
         if (msg)
                 send_message(msg);
@@ -104,52 +111,91 @@ static json_t *read_job(void) {
         return json_loadb(buf, (size_t) n, JSON_REJECT_DUPLICATES, &err);
 }
 
-static json_t *failure(const char *error, bool bad) {
-        return json_pack("{s:b,s:s,s:b}", "ok", 0, "error", error ?: "unknown error", "bad", bad);
+static json_t *reply(const WorkerResult *res) {
+        json_t *msg = NULL;
+
+        if (worker_result_encode(res, &msg) < 0)
+                return worker_failure_encode("internal error: the step's result cannot be encoded", false);
+#ifdef DEPLOY_AGENT_DEBUG
+        if (res->step == WORKER_STEP_FETCH)
+                debug_hostile_fetch_result(json_object_get(msg, "result"));
+#endif
+        return msg;
 }
 
 static json_t *run_step(step_fn fn, WorkerContext *w) {
         _cleanup_free_ char *error = NULL;
-        json_t *result = NULL;
+        WorkerResult res = { .step = w->job->step };
+        json_t *msg;
         bool bad = false;
         int r;
 
-        r = fn(w->job, w, &result, &bad, &error);
-        if (r >= 0 && !w->dropped) {
-                json_decref(result);
-                return failure("internal error: step did not drop privileges", false);
-        }
-        if (r < 0) {
-                json_decref(result);
-                return failure(error ?: strerror(-r), bad);
-        }
-        if (!result)
-                result = json_object();
-        json_object_set_new(result, "ok", json_true());
-        return result;
+        r = fn(w->job, w, &res, &bad, &error);
+        if (r >= 0 && !w->dropped)
+                msg = worker_failure_encode("internal error: step did not drop privileges", false);
+        else if (r < 0)
+                msg = worker_failure_encode(error ?: strerror(-r), bad);
+        else
+                msg = reply(&res);
+        worker_result_done(&res);
+        return msg;
 }
 
-int worker_main(const char *step, step_fn fn) {
+/* The sha a job is about, for the journal's DEPLOY_SHA=. */
+static const char *job_sha(const WorkerJob *j) {
+        switch (j->step) {
+        case WORKER_STEP_FETCH: return j->fetch.sha;
+        case WORKER_STEP_UNPACK: return j->unpack.sha;
+        case WORKER_STEP_ACTIVATE: return j->activate.sha;
+        case WORKER_STEP_RESTART: return j->restart.sha;
+        default: return NULL;
+        }
+}
+
+/* A job that does not decode is answered with the reason: the supervisor
+ * then says what was wrong instead of "exited without a result". */
+static int decode_job(WorkerStep step, WorkerJob *ret) {
+        _cleanup_free_ char *error = NULL, *msg = NULL;
+        json_auto_t *job = read_job(), *failure = NULL;
+        int r;
+
+        if (!job)
+                return log_error("no valid job on fd %d", WORKER_FD), -EBADMSG;
+        r = worker_job_decode(job, step, ret, &error);
+        if (r >= 0)
+                return 0;
+        msg = strdup_printf("invalid job: %s", error ?: strerror(-r));
+        log_error("%s", strempty(msg));
+        failure = worker_failure_encode(msg, false);
+        if (failure)
+                send_message(failure);
+        return r;
+}
+
+int worker_main(const char *step_name, step_fn fn) {
         static char prefix[64];
+        int step = worker_step_from_string(step_name);
         json_auto_t *result = NULL;
-        WorkerContext w = {};
+        WorkerContext w = { .step = step_name };
+        WorkerJob job = {};
         struct stat st;
 
-        snprintf(prefix, sizeof prefix, "worker %s", step);
+        snprintf(prefix, sizeof prefix, "worker %s", step_name);
         log_set_prefix(prefix);
-        if (!fn)
-                return log_error("unknown step \"%s\"", step), 2;
+        if (step < 0 || !fn)
+                return log_error("unknown step \"%s\"", step_name), 2;
         if (fstat(WORKER_FD, &st) < 0 || !S_ISSOCK(st.st_mode))
                 return log_error("fd %d is not the supervisor's socket: run by deploy-agent only", WORKER_FD), 2;
         (void) signal(SIGXFSZ, SIG_IGN); /* RLIMIT_FSIZE: get EFBIG, not a signal */
         (void) signal(SIGPIPE, SIG_IGN);
-        w.job = read_job();
-        if (!json_is_object(w.job))
-                return log_error("no valid job on fd %d", WORKER_FD), 2;
-        log_set_max_level((int) job_uint64(w.job, "log_level", LOG_INFO));
-        log_set_context(job_string(w.job, "service"), job_string(w.job, "sha"), step);
+        if (decode_job((WorkerStep) step, &job) < 0)
+                return 2;
+        w.job = &job;
+        log_set_max_level(job.log_level);
+        log_set_context(job.service, job_sha(&job), step_name);
         result = run_step(fn, &w);
-        send_message(result);
-        json_decref(w.job);
+        if (result)
+                send_message(result);
+        worker_job_done(&job);
         return 0;
 }

@@ -6,14 +6,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "protocol/job.h"
+#include "protocol/worker-job.h"
+#include "protocol/worker-result.h"
 
 typedef struct WorkerContext WorkerContext;
 
-/* The body of a step (steps.h): 0 with *ret_result set to the fields to
- * add to {"ok":true}, or <0 with *ret_error set. */
-typedef int (*step_fn)(const json_t *job, WorkerContext *w, json_t **ret_result,
-                       bool *ret_bad, char **ret_error);
+/* The body of a step (steps.h): 0 with its fields of *ret filled in, or
+ * <0 with *ret_error set. */
+typedef int (*step_fn)(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad,
+                       char **ret_error);
 
 /* Entry point of `deploy-agent-worker --worker STEP`, fn its body (NULL: an
  * unknown step). main.c looks the step up, so that the runtime the steps
@@ -21,8 +22,8 @@ typedef int (*step_fn)(const json_t *job, WorkerContext *w, json_t **ret_result,
 int worker_main(const char *step, step_fn fn);
 
 /* Apply the job's rlimits, switch to its run_as user if any, set
- * PR_SET_NO_NEW_PRIVS. Every step calls it once, after opening its fds and
- * before reading untrusted bytes. */
+ * PR_SET_NO_NEW_PRIVS, then confine the step (worker/confine.h). Every step
+ * calls it once, after opening its fds and before reading untrusted bytes. */
 int worker_drop_privileges(WorkerContext *w);
 
 /* Best effort, rate limited by the caller. */

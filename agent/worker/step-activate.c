@@ -9,7 +9,6 @@
 
 #include "common/command.h"
 #include "common/fs-util.h"
-#include "protocol/job.h"
 #include "common/log.h"
 #include "worker/steps.h"
 #include "common/util.h"
@@ -82,27 +81,30 @@ static int check_release(int root_fd, const char *sha, char **ret_error) {
         return 0;
 }
 
-static json_t *result_json(const Activation *a, bool changed, const char *warning) {
-        json_t *res = json_pack("{s:b,s:o}", "changed", changed,
-                                "previous", a->previous ? json_string(a->previous) : json_null());
-        if (res && warning)
-                json_object_set_new(res, "warning", json_string(warning));
-        return res;
+static int result(const Activation *a, bool changed, const char *warning, ActivateResult *ret) {
+        *ret = (ActivateResult) {
+                .sha = strdup(a->sha),
+                .changed = changed,
+                .previous = a->previous ? strdup(a->previous) : NULL,
+                .warning = warning ? strdup(warning) : NULL,
+        };
+        if (!ret->sha || (a->previous && !ret->previous) || (warning && !ret->warning))
+                return -ENOMEM;
+        return 0;
 }
 
-int step_activate(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
+int step_activate(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error) {
+        const ActivateJob *j = &job->activate;
         _cleanup_free_ char *post_error = NULL;
         _cleanup_close_ int root_fd = -1;
         Activation a = {
-                .service = job_string(job, "service"),
-                .root = job_string(job, "root"),
-                .sha = job_string(job, "sha"),
-                .hook_timeout_usec = job_uint64(job, "hook_timeout_usec", 600 * USEC_PER_SEC),
+                .service = job->service,
+                .root = j->root,
+                .sha = j->sha,
+                .hook_timeout_usec = j->hook_timeout_usec,
         };
         int r;
 
-        if (!a.service || !a.root || !sha_is_valid(a.sha))
-                return error_set(ret_error, -EINVAL, "invalid activate job");
         root_fd = open(a.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (root_fd < 0)
                 return error_set(ret_error, -errno, "open %s: %s", a.root, strerror(errno));
@@ -115,18 +117,18 @@ int step_activate(const json_t *job, WorkerContext *w, json_t **ret_result, bool
         snprintf(a.release_dir, sizeof a.release_dir, "%s/releases/%s", a.root, a.sha);
         (void) release_link_sha(root_fd, "current", &a.previous);
         if (streq_ptr(a.previous, a.sha)) {
-                *ret_result = result_json(&a, false, NULL);
+                r = result(&a, false, NULL, &ret->activate);
                 free(a.previous);
-                return 0;
+                return r;
         }
         (void) rm_rf_prefixed_at(root_fd, ".current.tmp-"); /* a run killed mid-swap */
-        r = run_hook(&a, "pre_activate", job_string(job, "pre_activate"), ret_error);
+        r = run_hook(&a, "pre_activate", j->pre_activate, ret_error);
         if (r >= 0)
                 r = swap_current(root_fd, a.sha, ret_error);
-        if (r >= 0 && run_hook(&a, "post_activate", job_string(job, "post_activate"), &post_error) < 0)
+        if (r >= 0 && run_hook(&a, "post_activate", j->post_activate, &post_error) < 0)
                 log_warning("%s: %s (the release stays active)", a.service, post_error);
         if (r >= 0)
-                *ret_result = result_json(&a, true, post_error);
+                r = result(&a, true, post_error, &ret->activate);
         free(a.previous);
         return r;
 }

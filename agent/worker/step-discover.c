@@ -2,15 +2,14 @@
  * service's prefix, or reads its pointer object, and reports the newest
  * artifact with its ETag, LastModified, size and which sidecars exist, so
  * the supervisor can tell "nothing new" and "not ready yet" from a target.
- * In pointer mode the job's "pointer_etag" makes the GET conditional: an
- * unchanged pointer costs one request answered 304, and the result is
- * {"found":true,"not_modified":true}. */
+ * In pointer mode the job's pointer_etag makes the GET conditional: an
+ * unchanged pointer costs one request answered 304, and the result says
+ * not_modified. */
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <jansson.h>
 
 #include "artifact/discover.h"
-#include "protocol/job.h"
 #include "common/log.h"
 #include "s3/s3.h"
 #include "worker/steps.h"
@@ -18,16 +17,6 @@
 #include "worker/runtime.h"
 
 #define POINTER_MAX 4096U
-
-typedef struct DiscoverJob {
-        S3Config s3;                   /* borrows the job's strings */
-        const char *bucket;
-        const char *prefix;
-        const char *suffix;
-        bool pointer;
-        const char *pointer_key;
-        const char *pointer_etag;      /* of the pointer last seen, or NULL */
-} DiscoverJob;
 
 /* The artifact key itself and its sidecars, from a listing of prefix=key. */
 typedef struct Artifact {
@@ -42,31 +31,6 @@ typedef struct Artifact {
 
 static void artifact_done(Artifact *a) {
         free(a->etag);
-}
-
-static int discover_job_parse(const json_t *job, DiscoverJob *ret, char **ret_error) {
-        const char *select = job_string(job, "select");
-        DiscoverJob j = {
-                .bucket = job_string(job, "bucket"),
-                .prefix = strempty(job_string(job, "prefix")),
-                .suffix = strempty(job_string(job, "suffix")),
-                .pointer_key = job_string(job, "pointer_key"),
-                .pointer_etag = job_string(job, "pointer_etag"),
-        };
-
-        if (job_s3_from_json(job, &j.s3) < 0)
-                return error_set(ret_error, -EINVAL, "job: missing or invalid \"s3\"");
-        if (isempty(j.bucket))
-                return error_set(ret_error, -EINVAL, "job: missing \"bucket\"");
-        if (select && !streq(select, "newest") && !streq(select, "pointer"))
-                return error_set(ret_error, -EINVAL, "job: \"select\" must be newest or pointer");
-        j.pointer = select && streq(select, "pointer");
-        if (isempty(j.pointer_etag))
-                j.pointer_etag = NULL;
-        if (j.pointer && isempty(j.pointer_key))
-                return error_set(ret_error, -EINVAL, "job: select = pointer needs \"pointer_key\"");
-        *ret = j;
-        return 0;
 }
 
 static int artifact_cb(const S3Object *o, void *userdata) {
@@ -97,37 +61,35 @@ static int artifact_lookup(S3Client *c, const char *bucket, Artifact *a, char **
         return s3_list_objects(c, bucket, a->key, artifact_cb, a, ret_error);
 }
 
-static int result_found(const char *sha, const Artifact *a, const char *pointer_etag, json_t **ret) {
-        json_t *j = json_pack("{s:b,s:s,s:s,s:s,s:I,s:I,s:{s:b,s:b},s:s?}",
-                              "found", 1, "sha", sha, "key", a->key, "etag", a->etag,
-                              "last_modified", (json_int_t) a->last_modified_usec,
-                              "size", (json_int_t) a->size,
-                              "sidecars", "sha256", a->sha256, "minisig", a->minisig,
-                              "pointer_etag", pointer_etag);
-        if (!j)
+static int result_found(const char *sha, const Artifact *a, const char *pointer_etag, DiscoverResult *ret) {
+        *ret = (DiscoverResult) {
+                .found = true,
+                .sha = strdup(sha),
+                .key = strdup(a->key),
+                .etag = a->etag ? strdup(a->etag) : NULL,
+                .last_modified_usec = a->last_modified_usec,
+                .size = a->size,
+                .sidecar_sha256 = a->sha256,
+                .sidecar_minisig = a->minisig,
+                .pointer_etag = pointer_etag ? strdup(pointer_etag) : NULL,
+        };
+        if (!ret->sha || !ret->key || (a->etag && !ret->etag) || (pointer_etag && !ret->pointer_etag))
                 return -ENOMEM;
-        *ret = j;
         return 0;
 }
 
 /* The pointer did not change since pointer_etag: the supervisor keeps the
  * target it derived from it last time. */
-static int result_not_modified(const char *pointer_etag, json_t **ret) {
-        json_t *j = json_pack("{s:b,s:b,s:s}", "found", 1, "not_modified", 1, "pointer_etag", pointer_etag);
-
-        if (!j)
-                return -ENOMEM;
-        *ret = j;
-        return 0;
+static int result_not_modified(const char *pointer_etag, DiscoverResult *ret) {
+        if (!pointer_etag)
+                return -EPROTO; /* a 304 answers only a conditional GET */
+        *ret = (DiscoverResult) { .not_modified = true, .pointer_etag = strdup(pointer_etag) };
+        return ret->pointer_etag ? 0 : -ENOMEM;
 }
 
-static int result_not_found(const char *reason, json_t **ret) {
-        json_t *j = json_pack("{s:b,s:s}", "found", 0, "reason", reason);
-
-        if (!j)
-                return -ENOMEM;
-        *ret = j;
-        return 0;
+static int result_not_found(const char *reason, DiscoverResult *ret) {
+        *ret = (DiscoverResult) { .reason = strdup(reason) };
+        return ret->reason ? 0 : -ENOMEM;
 }
 
 typedef struct Listing {
@@ -143,7 +105,7 @@ static int listing_cb(const S3Object *o, void *userdata) {
 }
 
 /* One listing (a request per 1000 keys) is the whole idle poll. */
-static int discover_newest(S3Client *c, const DiscoverJob *j, json_t **ret, char **ret_error) {
+static int discover_newest(S3Client *c, const DiscoverJob *j, DiscoverResult *ret, char **ret_error) {
         _cleanup_(discover_best_done) DiscoverBest best = {};
         Listing l = { .job = j, .best = &best };
         Artifact a;
@@ -165,20 +127,22 @@ static int discover_newest(S3Client *c, const DiscoverJob *j, json_t **ret, char
 /* One conditional GET; a 304 is the whole idle poll. A pointer naming an
  * artifact that is not there yet returns no pointer_etag, so that the next
  * poll reads the pointer again instead of getting a 304 for it. */
-static int discover_pointer(S3Client *c, const DiscoverJob *j, json_t **ret, char **ret_error) {
+static int discover_pointer(S3Client *c, const DiscoverJob *j, DiscoverResult *ret, char **ret_error) {
         _cleanup_(s3_small_object_done) S3SmallObject o = {};
         _cleanup_free_ char *key = NULL, *reason = NULL;
         _cleanup_(artifact_done) Artifact a = {};
         char sha[41];
         int r;
 
-        r = s3_get_small(c, j->bucket, j->pointer_key, j->pointer_etag, POINTER_MAX, &o, ret_error);
+        const char *pointer_etag = isempty(j->pointer_etag) ? NULL : j->pointer_etag;
+
+        r = s3_get_small(c, j->bucket, j->pointer_key, pointer_etag, POINTER_MAX, &o, ret_error);
         if (r == -ENOENT)
                 return result_not_found("the pointer object does not exist", ret);
         if (r < 0)
                 return r;
         if (o.status == 304)
-                return result_not_modified(j->pointer_etag, ret);
+                return result_not_modified(pointer_etag, ret);
         if (discover_parse_pointer(o.body, o.len, sha) < 0)
                 return error_set(ret_error, -EBADMSG,
                                  "pointer s3://%s/%s does not start with a sha (7..40 lowercase hex)",
@@ -205,29 +169,24 @@ static void log_stats(S3Client *c) {
                   st.requests, st.retries, st.bytes_received, st.imds_requests, s3_client_credentials_source(c));
 }
 
-int step_discover(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
+int step_discover(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error) {
         _cleanup_s3_client_ S3Client *c = NULL;
-        _cleanup_json_ json_t *result = NULL;
-        DiscoverJob j = {};
+        const DiscoverJob *j = &job->discover;
         int r;
 
         *ret_bad = false;              /* a listing or a pointer is never an artifact's fault */
-        r = discover_job_parse(job, &j, ret_error);
-        if (r < 0)
-                return r;
-        r = s3_client_new(&j.s3, &c, ret_error);
+        r = s3_client_new(&j->s3, &c, ret_error);
         if (r < 0)
                 return error_context(ret_error, r, "S3 client");
         r = worker_drop_privileges(w);
         if (r < 0)
                 return error_context(ret_error, r, "dropping privileges");
-        if (j.pointer)
-                r = discover_pointer(c, &j, &result, ret_error);
+        if (j->select == SELECT_POINTER)
+                r = discover_pointer(c, j, &ret->discover, ret_error);
         else
-                r = discover_newest(c, &j, &result, ret_error);
+                r = discover_newest(c, j, &ret->discover, ret_error);
         log_stats(c);
         if (r < 0)
                 return error_context(ret_error, r, "discover");
-        *ret_result = TAKE_PTR(result);
         return 0;
 }

@@ -12,20 +12,20 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "worker/debug-hostile.h"
 #include "worker/fetch-download.h"
 #include "artifact/sidecar.h"
-#include "protocol/job.h"
 #include "common/log.h"
 #include "artifact/minisign.h"
 #include "s3/s3.h"
 #include "worker/steps.h"
 #include "common/util.h"
 #include "worker/runtime.h"
+#include "worker/confine.h"
 
-#define DEFAULT_MAX_ARTIFACT_SIZE (UINT64_C(2) << 30)
-
-typedef struct FetchJob {
-        S3Config s3;                   /* borrows the job's strings */
+/* The job, with its public keys parsed. */
+typedef struct Fetch {
+        const S3Config *s3;            /* borrowed from the job, as the strings */
         const char *bucket;
         const char *key;
         const char *sha;
@@ -37,7 +37,7 @@ typedef struct FetchJob {
         uint64_t max_size;
         MinisignKey keys[MINISIGN_KEYS_MAX];
         size_t n_keys;                 /* 0: no signature required */
-} FetchJob;
+} Fetch;
 
 /* What the sidecars say. */
 typedef struct Expect {
@@ -49,9 +49,7 @@ static void expect_done(Expect *e) {
         minisign_signature_done(&e->sig);
 }
 
-static int parse_keys(const json_t *job, FetchJob *j, char **ret_error) {
-        const char *keys = job_string(job, "public_key");
-
+static int parse_keys(const char *keys, Fetch *j, char **ret_error) {
         if (isempty(keys))
                 return 0;
         if (minisign_parse_public_keys(keys, j->keys, &j->n_keys) < 0)
@@ -60,37 +58,28 @@ static int parse_keys(const json_t *job, FetchJob *j, char **ret_error) {
         return 0;
 }
 
-static int fetch_job_parse(const json_t *job, FetchJob *j, char **ret_error) {
-        const char *checksum = job_string(job, "checksum");
-
-        *j = (FetchJob) {
-                .bucket = job_string(job, "bucket"),
-                .key = job_string(job, "key"),
-                .sha = job_string(job, "sha"),
-                .suffix = strempty(job_string(job, "suffix")),
-                .etag = job_string(job, "etag"),
-                .downloads_dir = job_string(job, "downloads_dir"),
-                .checksum = !checksum || streq(checksum, "required"),
-                .resume = job_bool(job, "resume", false),
-                .max_size = job_uint64(job, "max_artifact_size", DEFAULT_MAX_ARTIFACT_SIZE),
+static int fetch_from_job(const FetchJob *job, Fetch *j, char **ret_error) {
+        *j = (Fetch) {
+                .s3 = &job->s3,
+                .bucket = job->bucket,
+                .key = job->key,
+                .sha = job->sha,
+                .suffix = job->suffix,
+                .etag = isempty(job->etag) ? NULL : job->etag,
+                .downloads_dir = job->downloads_dir,
+                .checksum = job->checksum == CHECKSUM_REQUIRED,
+                .resume = job->resume,
+                .max_size = job->max_artifact_size,
         };
-        if (job_s3_from_json(job, &j->s3) < 0)
-                return error_set(ret_error, -EINVAL, "job: missing or invalid \"s3\"");
         if (isempty(j->bucket) || isempty(j->key))
-                return error_set(ret_error, -EINVAL, "job: missing \"bucket\" or \"key\"");
+                return error_set(ret_error, -EINVAL, "job: empty \"bucket\" or \"key\"");
         if (!fetch_file_name_is_valid(j->sha, j->suffix))
                 return error_set(ret_error, -EINVAL, "job: invalid \"sha\" or \"suffix\"");
-        if (!j->downloads_dir || j->downloads_dir[0] != '/')
-                return error_set(ret_error, -EINVAL, "job: \"downloads_dir\" must be an absolute path");
-        if (checksum && !streq(checksum, "required") && !streq(checksum, "off"))
-                return error_set(ret_error, -EINVAL, "job: \"checksum\" must be required or off");
-        if (isempty(j->etag))
-                j->etag = NULL;
-        return parse_keys(job, j, ret_error);
+        return parse_keys(job->public_key, j, ret_error);
 }
 
 /* GET <key><ext>; a missing one means "not published yet". */
-static int get_sidecar(S3Client *c, const FetchJob *j, const char *ext, size_t max, const char *what,
+static int get_sidecar(S3Client *c, const Fetch *j, const char *ext, size_t max, const char *what,
                        S3SmallObject *ret, char **ret_error) {
         _cleanup_free_ char *key = strdup_printf("%s%s", j->key, ext);
         int r;
@@ -104,7 +93,7 @@ static int get_sidecar(S3Client *c, const FetchJob *j, const char *ext, size_t m
 }
 
 /* A malformed sidecar is a CI mistake that a re-upload fixes: not bad. */
-static int fetch_checksum(S3Client *c, const FetchJob *j, Expect *e, char **ret_error) {
+static int fetch_checksum(S3Client *c, const Fetch *j, Expect *e, char **ret_error) {
         _cleanup_(s3_small_object_done) S3SmallObject o = {};
         int r;
 
@@ -118,7 +107,7 @@ static int fetch_checksum(S3Client *c, const FetchJob *j, Expect *e, char **ret_
 }
 
 /* A legacy signature is refused for good (bad); garbage is not. */
-static int fetch_signature(S3Client *c, const FetchJob *j, Expect *e, bool *ret_bad, char **ret_error) {
+static int fetch_signature(S3Client *c, const Fetch *j, Expect *e, bool *ret_bad, char **ret_error) {
         _cleanup_(s3_small_object_done) S3SmallObject o = {};
         _cleanup_free_ char *why = NULL;
         int r;
@@ -134,7 +123,7 @@ static int fetch_signature(S3Client *c, const FetchJob *j, Expect *e, bool *ret_
         return 0;
 }
 
-static int verify(const FetchJob *j, FetchDownload *d, const Expect *e, bool *ret_bad, char **ret_error) {
+static int verify(const Fetch *j, FetchDownload *d, const Expect *e, bool *ret_bad, char **ret_error) {
         _cleanup_free_ char *file = NULL, *why = NULL;
         char hex[65];
         int r;
@@ -164,33 +153,26 @@ static void on_progress(uint64_t bytes, uint64_t total, void *userdata) {
         worker_send_progress(userdata, bytes, total);
 }
 
-static int fetch_result(const FetchJob *j, const char *file, const FetchDownload *d, json_t **ret) {
-        _cleanup_free_ char *path = NULL;
-        size_t n = strlen(j->downloads_dir);
+static int fetch_result(const Fetch *j, const FetchDownload *d, FetchResult *ret) {
         char hex[65];
-        json_t *v;
 
-        while (n > 1 && j->downloads_dir[n - 1] == '/')
-                n--;
-        path = strdup_printf("%.*s/%s", (int) n, j->downloads_dir, file);
-        if (!path)
-                return -ENOMEM;
         sodium_bin2hex(hex, sizeof(hex), d->sha256, sizeof(d->sha256));
-        v = json_pack("{s:s,s:s,s:I,s:s?,s:s?,s:i,s:i,s:i,s:i,s:I,s:I}", "path", path, "sha256", hex,
-                      "size", (json_int_t) d->size, "etag", d->etag_seen,
-                      "signature", j->n_keys > 0 ? "verified" : NULL,
-                      "requests", (int) d->requests, "retries", (int) d->retries, "resumes", (int) d->resumes,
-                      "restarts", (int) d->restarts, "downloaded", (json_int_t) d->downloaded,
-                      "reused", (json_int_t) d->reused);
-        if (!v)
-                return -ENOMEM;
-        *ret = v;
-        return 0;
+        *ret = (FetchResult) {
+                .sha = strdup(j->sha),
+                .key = strdup(j->key),
+                .size = d->size,
+                .sha256 = strdup(hex),
+                .downloaded = d->downloaded,
+                .reused = d->reused,
+                .checksum_verified = j->checksum,
+                .signature_verified = j->n_keys > 0,
+        };
+        return ret->sha && ret->key && ret->sha256 ? 0 : -ENOMEM;
 }
 
 /* Acquire the directory and the client while privileged; nothing here
  * reads untrusted bytes or talks to the network. */
-static int fetch_acquire(const FetchJob *j, int *ret_dir_fd, S3Client **ret_client, char **ret_error) {
+static int fetch_acquire(const Fetch *j, int *ret_dir_fd, S3Client **ret_client, char **ret_error) {
         _cleanup_close_ int dir_fd = -1;
         int r;
 
@@ -199,14 +181,14 @@ static int fetch_acquire(const FetchJob *j, int *ret_dir_fd, S3Client **ret_clie
         dir_fd = open(j->downloads_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dir_fd < 0)
                 return error_set(ret_error, -errno, "cannot open %s: %m", j->downloads_dir);
-        r = s3_client_new(&j->s3, ret_client, ret_error);
+        r = s3_client_new(j->s3, ret_client, ret_error);
         if (r < 0)
                 return error_context(ret_error, r, "S3 client");
         *ret_dir_fd = TAKE_FD(dir_fd);
         return 0;
 }
 
-static void log_stats(const FetchJob *j, const FetchDownload *d, S3Client *c) {
+static void log_stats(const Fetch *j, const FetchDownload *d, S3Client *c) {
         S3Stats st;
 
         s3_client_stats(c, &st);
@@ -217,7 +199,7 @@ static void log_stats(const FetchJob *j, const FetchDownload *d, S3Client *c) {
                  st.requests, st.imds_requests, s3_client_credentials_source(c));
 }
 
-static int download_and_verify(S3Client *c, const FetchJob *j, FetchDownload *d, bool *ret_bad,
+static int download_and_verify(S3Client *c, const Fetch *j, FetchDownload *d, bool *ret_bad,
                                char **ret_error) {
         _cleanup_(expect_done) Expect e = {};
         _cleanup_free_ char *file = NULL;
@@ -244,21 +226,22 @@ static int download_and_verify(S3Client *c, const FetchJob *j, FetchDownload *d,
         return fetch_download_commit(d, file, ret_error);
 }
 
-int step_fetch(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
+int step_fetch(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error) {
         _cleanup_s3_client_ S3Client *c = NULL;
         _cleanup_close_ int dir_fd = -1;
         _cleanup_free_ char *file = NULL, *part = NULL;
         _cleanup_(fetch_download_done) FetchDownload d = {};
-        FetchJob j;
+        Fetch j;
         int r;
 
         *ret_bad = false;
-        r = fetch_job_parse(job, &j, ret_error);
+        r = fetch_from_job(&job->fetch, &j, ret_error);
         if (r < 0)
                 return r;
         r = fetch_acquire(&j, &dir_fd, &c, ret_error);
         if (r < 0)
                 return r;
+        confine_allow_writes(dir_fd, -1);
         r = worker_drop_privileges(w);
         if (r < 0)
                 return error_context(ret_error, r, "dropping privileges");
@@ -274,6 +257,7 @@ int step_fetch(const json_t *job, WorkerContext *w, json_t **ret_result, bool *r
         r = download_and_verify(c, &j, &d, ret_bad, ret_error);
         if (r < 0)
                 return r;
-        r = fetch_result(&j, file, &d, ret_result);
+        debug_hostile_fetch_plant(dir_fd, file);
+        r = fetch_result(&j, &d, &ret->fetch);
         return r < 0 ? error_context(ret_error, r, "result") : 0;
 }

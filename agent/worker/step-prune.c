@@ -8,7 +8,6 @@
 #include <sys/stat.h>
 
 #include "common/fs-util.h"
-#include "protocol/job.h"
 #include "common/log.h"
 #include "worker/steps.h"
 #include "common/util.h"
@@ -65,17 +64,14 @@ static int remove_release(int releases_fd, const char *sha) {
         return rm_rf_at(releases_fd, trash);
 }
 
-static bool is_protected(const json_t *protect, const char *sha) {
-        size_t i;
-        json_t *v;
-
-        json_array_foreach(protect, i, v)
-                if (streq_ptr(json_string_value(v), sha))
+static bool is_protected(const PruneJob *j, const char *sha) {
+        for (size_t i = 0; i < j->n_protect; i++)
+                if (streq(j->protect[i], sha))
                         return true;
         return false;
 }
 
-static int prune_releases(int releases_fd, unsigned keep, const json_t *protect, json_t *removed) {
+static int prune_releases(int releases_fd, const PruneJob *j, uint64_t *ret_removed) {
         static Release rel[PRUNE_MAX_RELEASES];
         size_t n = 0, kept = 0;
         int r;
@@ -85,14 +81,14 @@ static int prune_releases(int releases_fd, unsigned keep, const json_t *protect,
                 return r;
         qsort(rel, n, sizeof rel[0], newest_first);
         for (size_t i = 0; i < n; i++) {
-                if (is_protected(protect, rel[i].sha) || kept < keep) {
+                if (is_protected(j, rel[i].sha) || kept < j->keep) {
                         kept++;
                         continue;
                 }
                 r = remove_release(releases_fd, rel[i].sha);
                 if (r < 0)
                         return r;
-                json_array_append_new(removed, json_string(rel[i].sha));
+                (*ret_removed)++;
         }
         return 0;
 }
@@ -110,31 +106,26 @@ static int prune_downloads(int downloads_fd) {
         return 0;
 }
 
-int step_prune(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
-        const char *root = job_string(job, "root"), *downloads = job_string(job, "downloads_dir");
-        unsigned keep = (unsigned) job_uint64(job, "keep", 5);
+int step_prune(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error) {
+        const PruneJob *j = &job->prune;
         _cleanup_close_ int releases_fd = -1, downloads_fd = -1;
-        json_auto_t *removed = json_array();
         char path[4096];
         int r;
 
-        if (!root || !removed)
-                return error_set(ret_error, -EINVAL, "invalid prune job");
-        snprintf(path, sizeof path, "%s/releases", root);
+        snprintf(path, sizeof path, "%s/releases", j->root);
         releases_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (releases_fd < 0)
                 return error_set(ret_error, -errno, "open %s: %s", path, strerror(errno));
-        if (downloads)
-                downloads_fd = open(downloads, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        downloads_fd = open(j->downloads_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         r = worker_drop_privileges(w);
         if (r < 0)
                 return error_set(ret_error, r, "cannot drop privileges");
         (void) rm_rf_prefixed_at(releases_fd, ".trash-");
-        r = prune_releases(releases_fd, keep, json_object_get(job, "protect"), removed);
+        ret->prune = (PruneResult) {};
+        r = prune_releases(releases_fd, j, &ret->prune.removed);
         if (r < 0)
                 return error_set(ret_error, r, "pruning %s: %s", path, strerror(-r));
         if (downloads_fd >= 0)
                 (void) prune_downloads(downloads_fd);
-        *ret_result = json_pack("{s:O}", "removed", removed);
         return 0;
 }

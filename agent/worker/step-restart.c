@@ -1,6 +1,6 @@
 /* step-restart.c: restart the service's unit through systemd's D-Bus API
- * and prove it healthy (docs/design.md, "Steps"). Subscribes to JobRemoved before
- * RestartUnit so the job's end cannot be missed; then the unit must stay
+ * and prove it healthy (docs/design.md, "Steps"). Subscribes to JobRemoved
+ * before RestartUnit so the job's end cannot be missed; then the unit must stay
  * active with NRestarts unchanged for health_settle, and health_url must
  * answer 2xx and health_command exit 0, all within health_timeout. Root. */
 #define _GNU_SOURCE
@@ -8,7 +8,6 @@
 #include <systemd/sd-bus.h>
 
 #include "common/command.h"
-#include "protocol/job.h"
 #include "common/log.h"
 #include "worker/steps.h"
 #include "common/util.h"
@@ -20,7 +19,8 @@
 #define HEALTH_RETRY_USEC (500 * USEC_PER_MSEC)
 
 typedef struct Restart {
-        const json_t *job;
+        const WorkerJob *job;
+        const RestartJob *rj;
         const char *unit;
         sd_bus *bus;
         char *unit_path;
@@ -42,12 +42,12 @@ static int on_job_removed(sd_bus_message *m, void *userdata, sd_bus_error *ret_e
         return 0;
 }
 
-static const char *restart_method(const char *mode) {
-        if (streq_ptr(mode, "reload"))
-                return "ReloadUnit";
-        if (streq_ptr(mode, "try-restart"))
-                return "TryRestartUnit";
-        return "RestartUnit";
+static const char *restart_method(RestartMode mode) {
+        switch (mode) {
+        case RESTART_RELOAD: return "ReloadUnit";
+        case RESTART_TRY_RESTART: return "TryRestartUnit";
+        default: return "RestartUnit";
+        }
 }
 
 static int get_string(Restart *x, const char *iface, const char *prop, char **ret) {
@@ -117,7 +117,7 @@ static int wait_for_job(Restart *x, uint64_t deadline, char **ret_error) {
 }
 
 static int restart_unit(Restart *x, uint64_t deadline, char **ret_error) {
-        const char *method = restart_method(job_string(x->job, "restart_mode"));
+        const char *method = restart_method(x->rj->restart_mode);
         sd_bus_error e = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         char unit_state[160];
@@ -198,9 +198,9 @@ static int probe_url(const char *url, uint64_t timeout_usec, char *buf, size_t s
 }
 
 static int probe_command(Restart *x, const char *cmd, uint64_t timeout_usec, char *buf, size_t size) {
-        _cleanup_free_ char *e_sha = strdup_printf("DEPLOY_SHA=%s", job_string(x->job, "sha"));
-        _cleanup_free_ char *e_svc = strdup_printf("DEPLOY_SERVICE=%s", strempty(job_string(x->job, "service")));
-        _cleanup_free_ char *cwd = strdup_printf("%s/current", job_string(x->job, "root"));
+        _cleanup_free_ char *e_sha = strdup_printf("DEPLOY_SHA=%s", x->rj->sha);
+        _cleanup_free_ char *e_svc = strdup_printf("DEPLOY_SERVICE=%s", x->job->service);
+        _cleanup_free_ char *cwd = strdup_printf("%s/current", x->rj->root);
         char *env[] = { e_sha, e_svc, NULL };
         int status = 0, r;
 
@@ -228,7 +228,7 @@ static int unit_still_up(Restart *x, char **ret_error) {
 /* Retry the probes until both pass or the deadline; the last failure is
  * the reason given. */
 static int probe_until(Restart *x, uint64_t deadline, char **ret_error) {
-        const char *url = job_string(x->job, "health_url"), *cmd = job_string(x->job, "health_command");
+        const char *url = x->rj->health_url, *cmd = x->rj->health_command;
         char why[256] = "";
 
         for (;;) {
@@ -252,12 +252,12 @@ static int probe_until(Restart *x, uint64_t deadline, char **ret_error) {
         }
 }
 
-int step_restart(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
+int step_restart(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        uint64_t timeout = job_uint64(job, "health_timeout_usec", 60 * USEC_PER_SEC);
+        const RestartJob *j = &job->restart;
+        Restart x = { .job = job, .rj = j, .unit = j->unit };
+        bool restart = x.unit && j->restart_mode != RESTART_NONE;
         uint64_t deadline;
-        Restart x = { .job = job, .unit = job_string(job, "unit") };
-        bool restart = x.unit && !streq_ptr(job_string(job, "restart_mode"), "none");
         int r = 0;
 
         if (x.unit)
@@ -265,16 +265,22 @@ int step_restart(const json_t *job, WorkerContext *w, json_t **ret_result, bool 
         bus = x.bus;
         if (r >= 0)
                 r = worker_drop_privileges(w);
-        deadline = now_usec(CLOCK_MONOTONIC) + timeout;
+        deadline = now_usec(CLOCK_MONOTONIC) + j->health_timeout_usec;
         if (r >= 0 && restart)
                 r = restart_unit(&x, deadline, ret_error);
         if (r >= 0 && x.unit)
-                r = settle(&x, job_uint64(job, "health_settle_usec", 5 * USEC_PER_SEC), ret_error);
+                r = settle(&x, j->health_settle_usec, ret_error);
         if (r >= 0)
                 r = probe_until(&x, deadline, ret_error);
-        if (r >= 0)
-                *ret_result = json_pack("{s:s,s:I}", "detail", x.detail[0] ? x.detail : "unit active",
-                                        "n_restarts", (json_int_t) x.n_restarts);
+        if (r >= 0) {
+                ret->restart = (RestartResult) {
+                        .sha = strdup(j->sha),
+                        .detail = strdup(x.detail[0] ? x.detail : "unit active"),
+                        .n_restarts = x.n_restarts,
+                };
+                if (!ret->restart.sha || !ret->restart.detail)
+                        r = -ENOMEM;
+        }
         free(x.unit_path);
         free(x.job_result);
         return r;

@@ -1,5 +1,6 @@
-/* step-unpack.c: the unpack step (docs/design.md, "Steps"). As root it opens the
- * verified archive and ROOT/releases, clears staging dirs left by a killed
+/* step-unpack.c: the unpack step (docs/design.md, "Steps"). As root it
+ * opens the verified archive (by name in the downloads dir, see
+ * open_archive()) and ROOT/releases, clears staging dirs left by a killed
  * run and creates a fresh .staging-<sha>-XXXXXX owned by the job's run_as
  * user; then it drops privileges, extracts with unpack_archive() and renames
  * the staging dir to releases/<sha>. A release that already exists is
@@ -12,92 +13,92 @@
 #include <sys/stat.h>
 
 #include "common/fs-util.h"
-#include "protocol/job.h"
 #include "common/log.h"
 #include "worker/steps.h"
 #include "artifact/unpack.h"
 #include "common/util.h"
 #include "worker/runtime.h"
+#include "worker/confine.h"
 
 #define STAGING_PREFIX ".staging-"
 #define STAGING_NAME_MAX 64
 #define STAGING_TRIES 16
-#define DEFAULT_MAX_UNPACKED_SIZE (UINT64_C(8) << 30)
-#define DEFAULT_MAX_ENTRIES UINT64_C(200000)
+#define ARCHIVE_NAME_MAX 256
 
-typedef struct UnpackJob {
-        const char *archive;
+/* The job, with the names derived from it. */
+typedef struct Unpack {
+        const char *downloads_dir;
+        char archive[ARCHIVE_NAME_MAX]; /* <sha><suffix> in downloads_dir */
+        uid_t download_uid;             /* who fetch ran as: the archive's only owner */
         const char *releases_dir;
         const char *sha;
-        char release[PATH_MAX];        /* releases_dir/sha, for the result */
+        char release[PATH_MAX];        /* releases_dir/sha, for messages */
         UnpackLimits limits;
         bool chown;                    /* hand staging and releases to uid:gid */
         uid_t uid;
         gid_t gid;
-} UnpackJob;
+} Unpack;
 
-static bool path_is_absolute(const char *p) {
-        return p && p[0] == '/';
-}
+/* Paths are absolute and the sha valid: the decoder checked. */
+static int unpack_from_job(const WorkerJob *job, Unpack *j, char **ret_error) {
+        const UnpackJob *u = &job->unpack;
+        size_t n = strlen(u->releases_dir);
 
-static int parse_run_as(const json_t *job, UnpackJob *j, char **ret_error) {
-        const json_t *run_as = json_object_get(job, "run_as");
-        uint64_t uid, gid;
-
-        if (!run_as || geteuid() != 0)
-                return 0;
-        uid = job_uint64(run_as, "uid", UINT64_MAX);
-        gid = job_uint64(run_as, "gid", UINT64_MAX);
-        if (uid >= UINT32_MAX || gid >= UINT32_MAX)
-                return error_set(ret_error, -EINVAL, "job: run_as needs uid and gid");
-        j->chown = true;
-        j->uid = (uid_t) uid;
-        j->gid = (gid_t) gid;
-        return 0;
-}
-
-static int parse_job(const json_t *job, UnpackJob *j, char **ret_error) {
-        size_t n;
-
-        j->archive = job_string(job, "archive");
-        j->releases_dir = job_string(job, "releases_dir");
-        j->sha = job_string(job, "sha");
-        if (!path_is_absolute(j->archive) || !path_is_absolute(j->releases_dir))
-                return error_set(ret_error, -EINVAL, "job: archive and releases_dir must be absolute paths");
-        if (!sha_is_valid(j->sha))
-                return error_set(ret_error, -EINVAL, "job: invalid sha \"%s\"", strempty(j->sha));
-        n = strlen(j->releases_dir);
+        *j = (Unpack) {
+                .downloads_dir = u->downloads_dir,
+                .download_uid = u->download_uid,
+                .releases_dir = u->releases_dir,
+                .sha = u->sha,
+                .limits = { .max_unpacked_size = u->max_unpacked_size, .max_entries = u->max_entries },
+                /* the worker is about to become run_as: it gets the staging dir */
+                .chown = job->run_as.set && geteuid() == 0,
+                .uid = job->run_as.uid,
+                .gid = job->run_as.gid,
+        };
+        if (snprintf(j->archive, sizeof j->archive, "%s%s", u->sha, u->suffix) >= (int) sizeof j->archive)
+                return error_set(ret_error, -ENAMETOOLONG, "job: suffix too long");
         while (n > 1 && j->releases_dir[n - 1] == '/')
                 n--;
         if (n >= PATH_MAX ||
             snprintf(j->release, sizeof j->release, "%.*s/%s", (int) n, j->releases_dir, j->sha) >=
                     (int) sizeof j->release)
                 return error_set(ret_error, -ENAMETOOLONG, "job: releases_dir too long");
-        j->limits = (UnpackLimits) {
-                .max_unpacked_size = job_uint64(job, "max_unpacked_size", DEFAULT_MAX_UNPACKED_SIZE),
-                .max_entries = job_uint64(job, "max_entries", DEFAULT_MAX_ENTRIES),
-        };
-        return parse_run_as(job, j, ret_error);
+        return 0;
 }
 
-static int open_archive(const UnpackJob *j, int *ret_fd, char **ret_error) {
-        _cleanup_close_ int fd = -1;
+/* Root opens what an unprivileged fetch worker left behind: by name in the
+ * directory the supervisor chose, never through a link (O_NOFOLLOW), never
+ * blocking on a planted FIFO (O_NONBLOCK), and only a regular file with a
+ * single link owned by the user fetch ran as. Anything else could be a
+ * root-only file that fetch pointed at. */
+static int open_archive(const Unpack *j, int *ret_fd, char **ret_error) {
+        _cleanup_close_ int dir_fd = -1, fd = -1;
         struct stat st;
 
-        fd = open(j->archive, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        dir_fd = open(j->downloads_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dir_fd < 0)
+                return error_set(ret_error, -errno, "open %s: %m", j->downloads_dir);
+        fd = openat(dir_fd, j->archive, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0 && errno == ELOOP)
+                return error_set(ret_error, -ELOOP, "download %s in %s is not a regular file (a symlink)",
+                                 j->archive, j->downloads_dir);
         if (fd < 0)
-                return error_set(ret_error, -errno, "open %s: %m", j->archive);
+                return error_set(ret_error, -errno, "open %s/%s: %m", j->downloads_dir, j->archive);
         if (fstat(fd, &st) < 0)
-                return error_set(ret_error, -errno, "stat %s: %m", j->archive);
-        if (!S_ISREG(st.st_mode))
-                return error_set(ret_error, -EINVAL, "%s is not a regular file", j->archive);
+                return error_set(ret_error, -errno, "stat %s/%s: %m", j->downloads_dir, j->archive);
+        if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+                return error_set(ret_error, -EPERM, "download %s in %s is not a regular file with one link",
+                                 j->archive, j->downloads_dir);
+        if (st.st_uid != j->download_uid)
+                return error_set(ret_error, -EPERM, "download %s in %s is owned by uid %u, not by fetch's uid %u",
+                                 j->archive, j->downloads_dir, (unsigned) st.st_uid, (unsigned) j->download_uid);
         *ret_fd = TAKE_FD(fd);
         return 0;
 }
 
 /* Only the last component is created: a missing ROOT is a setup error.
  * O_NOFOLLOW: releases must not be a link planted to get a chown. */
-static int open_releases(const UnpackJob *j, int *ret_fd, char **ret_error) {
+static int open_releases(const Unpack *j, int *ret_fd, char **ret_error) {
         int fd;
 
         if (mkdir(j->releases_dir, 0755) < 0 && errno != EEXIST)
@@ -121,7 +122,7 @@ static void remove_stale_staging(int releases_fd, const char *releases_dir) {
 }
 
 /* 1 when releases/<sha> is already there, 0 when not. */
-static int release_exists(const UnpackJob *j, int releases_fd, char **ret_error) {
+static int release_exists(const Unpack *j, int releases_fd, char **ret_error) {
         int r = dir_exists_at(releases_fd, j->sha);
 
         if (r == -ENOTDIR)
@@ -144,7 +145,7 @@ static int random_suffix(char buf[static 7]) {
 }
 
 /* mkdtemp-like, relative to releases_fd; 0700 until it is complete. */
-static int create_staging(const UnpackJob *j, int releases_fd, char name[static STAGING_NAME_MAX],
+static int create_staging(const Unpack *j, int releases_fd, char name[static STAGING_NAME_MAX],
                           char **ret_error) {
         for (unsigned i = 0; i < STAGING_TRIES; i++) {
                 char suffix[7];
@@ -162,7 +163,7 @@ static int create_staging(const UnpackJob *j, int releases_fd, char name[static 
 
 /* The worker is about to become run_as: it must own the staging dir and be
  * able to rename it inside releases. */
-static int hand_over(const UnpackJob *j, int releases_fd, int staging_fd, char **ret_error) {
+static int hand_over(const Unpack *j, int releases_fd, int staging_fd, char **ret_error) {
         if (!j->chown)
                 return 0;
         if (fchown(staging_fd, j->uid, j->gid) < 0 || fchown(releases_fd, j->uid, j->gid) < 0)
@@ -171,7 +172,7 @@ static int hand_over(const UnpackJob *j, int releases_fd, int staging_fd, char *
         return 0;
 }
 
-static int publish(const UnpackJob *j, int releases_fd, int staging_fd, const char *staging,
+static int publish(const Unpack *j, int releases_fd, int staging_fd, const char *staging,
                    char **ret_error) {
         if (fchmod(staging_fd, 0755) < 0)
                 return error_set(ret_error, -errno, "chmod %s/%s: %m", j->releases_dir, staging);
@@ -188,12 +189,13 @@ static bool unpack_error_is_bad(int r) {
 }
 
 /* Runs unprivileged from here on; the staging dir is removed on failure. */
-static int extract(const UnpackJob *j, WorkerContext *w, int archive_fd, int releases_fd,
+static int extract(const Unpack *j, WorkerContext *w, int archive_fd, int releases_fd,
                    int staging_fd, const char *staging, UnpackStats *ret_stats, bool *ret_bad,
                    char **ret_error) {
         _cleanup_free_ char *why = NULL;
         int r;
 
+        confine_allow_writes(staging_fd, releases_fd);
         r = worker_drop_privileges(w);
         if (r < 0)
                 return error_set(ret_error, r, "dropping privileges: %s", strerror(-r));
@@ -205,36 +207,31 @@ static int extract(const UnpackJob *j, WorkerContext *w, int archive_fd, int rel
         return publish(j, releases_fd, staging_fd, staging, ret_error);
 }
 
-static int reuse(const UnpackJob *j, WorkerContext *w, json_t **ret_result, char **ret_error) {
-        json_t *res;
+static int reuse(const Unpack *j, WorkerContext *w, UnpackResult *ret, char **ret_error) {
         int r;
 
         r = worker_drop_privileges(w);
         if (r < 0)
                 return error_set(ret_error, r, "dropping privileges: %s", strerror(-r));
-        res = json_pack("{s:s,s:b}", "release", j->release, "reused", true);
-        if (!res)
-                return error_set(ret_error, -ENOMEM, "out of memory");
-        *ret_result = res;
-        return 0;
+        *ret = (UnpackResult) { .sha = strdup(j->sha), .reused = true };
+        return ret->sha ? 0 : error_set(ret_error, -ENOMEM, "out of memory");
 }
 
-int step_unpack(const json_t *job, WorkerContext *w, json_t **ret_result, bool *ret_bad, char **ret_error) {
+int step_unpack(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error) {
         _cleanup_close_ int archive_fd = -1, releases_fd = -1, staging_fd = -1;
         char staging[STAGING_NAME_MAX];
         UnpackStats stats = {};
-        UnpackJob j = {};
-        json_t *res;
+        Unpack j = {};
         int r;
 
-        if ((r = parse_job(job, &j, ret_error)) < 0 ||
+        if ((r = unpack_from_job(job, &j, ret_error)) < 0 ||
             (r = open_archive(&j, &archive_fd, ret_error)) < 0 ||
             (r = open_releases(&j, &releases_fd, ret_error)) < 0)
                 return r;
         remove_stale_staging(releases_fd, j.releases_dir);
         r = release_exists(&j, releases_fd, ret_error);
         if (r != 0)
-                return r < 0 ? r : reuse(&j, w, ret_result, ret_error);
+                return r < 0 ? r : reuse(&j, w, &ret->unpack, ret_error);
         r = create_staging(&j, releases_fd, staging, ret_error);
         if (r < 0)
                 return r;
@@ -247,10 +244,6 @@ int step_unpack(const json_t *job, WorkerContext *w, json_t **ret_result, bool *
                 (void) rm_rf_at(releases_fd, staging);
                 return r;
         }
-        res = json_pack("{s:s,s:I,s:I}", "release", j.release, "entries", (json_int_t) stats.entries,
-                        "bytes", (json_int_t) stats.bytes);
-        if (!res)
-                return error_set(ret_error, -ENOMEM, "out of memory");
-        *ret_result = res;
-        return 0;
+        ret->unpack = (UnpackResult) { .sha = strdup(j.sha), .entries = stats.entries, .bytes = stats.bytes };
+        return ret->unpack.sha ? 0 : error_set(ret_error, -ENOMEM, "out of memory");
 }

@@ -193,6 +193,12 @@ def zip_absolute(marker, tmp):
     return buf.getvalue()
 
 
+def only_root(marker, tmp):
+    """`tar -C empty -czf x.tar.gz .`: nothing but the root, however spelled;
+    once deployed as an empty release."""
+    return tar_gz([_node(name, tarfile.DIRTYPE, 0o755) for name in ("./", ".", "./.")])
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     name: str
@@ -226,5 +232,6 @@ CASES = [
     Case("truncated-gzip", truncated_gzip, "truncated gzip input"),
     Case("not-an-archive", not_an_archive, "Unrecognized archive format"),
     Case("zip-traversal", zip_traversal, "path escapes the release", {"suffix": ".zip"}, ".zip"),
+    Case("only-root", only_root, "contains no entries but the root directory"),
     Case("zip-absolute-path", zip_absolute, "path escapes the release", {"suffix": ".zip"}, ".zip"),
 ]

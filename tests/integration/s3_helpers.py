@@ -133,14 +133,30 @@ def s3_job(agent_or_endpoint, credentials="static", access_key=harness.ACCESS_KE
             "secret_access_key": secret_key if static else None, "session_token": None}
 
 
+def worker_job(step, fields):
+    """The whole job message (protocol/worker-job.h) around the step's own
+    fields: no limits, the test's own user (no run_as)."""
+    return {"step": step, "service": "app", "log_level": 7,
+            "limits": {"cpu_sec": 0, "as_bytes": 0, "fsize_bytes": 0, "nofile": 0},
+            "run_as": None, step: fields}
+
+
+def flat_reply(m):
+    """A reply as one dict: {"ok": true} plus the step's result fields, or
+    the failure as sent ({"ok": false, "error": ..., "bad": ...})."""
+    if m.get("ok") is True and isinstance(m.get("result"), dict):
+        return dict(m["result"], ok=True)
+    return m
+
+
 class Worker:
     """`deploy-agent --worker STEP` started with job on fd 3, as the
-    supervisor does it."""
+    supervisor does it. The reply comes back flattened (flat_reply)."""
 
     def __init__(self, step, job, env=None):
         self.step = step
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        job = dict(job, step=step, service="app", log_level=7)
+        job = worker_job(step, job)
         # bash puts the socket on fd 3, where the worker expects it.
         fd = child.fileno()
         self.proc = subprocess.Popen(["/bin/bash", "-c", f'exec "$0" --worker {step} 3<&{fd} {fd}<&-',
@@ -167,7 +183,7 @@ class Worker:
                 if "progress" in m:
                     progress.append(m["progress"])
                 else:
-                    result = m
+                    result = flat_reply(m)
         finally:
             self.sock.close()
             _, err = self.proc.communicate(timeout=timeout)

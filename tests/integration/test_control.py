@@ -659,6 +659,44 @@ def test_bad_requests_get_clear_errors(agent, ctl_daemon):
     assert d.running()
 
 
+def hostile_keys():
+    """(request, the key the reply names): keys that are not whole allowed names."""
+    return [
+        ({"cmd": "status", "": "x"}, ""),                           # looped forever once
+        ({"cmd": "version", "service": "app", "": "x"}, ""),
+        ({"cmd": "deploy", "service": "app", "service sha": "abc1234"}, "service sha"),  # matched 2
+        ({"cmd": "rollback", "service": "app", "to wait": "abc1234"}, "to wait"),
+        ({"cmd": "deploy", "service": "app", "sha wait": "abc1234"}, "sha wait"),
+        ({"cmd": "deploy", "service": "app", " sha": "abc1234"}, " sha"),
+        ({"cmd": "deploy", "service": "app", "sha ": "abc1234"}, "sha "),
+        ({"cmd": "status", " ": "x"}, " "),
+        ({"cmd": "status", "servic": "app"}, "servic"),             # a prefix
+        ({"cmd": "status", "ervice": "app"}, "ervice"),             # a suffix
+        ({"cmd": "deploy", "service": "app", "sh": "abc1234"}, "sh"),
+        ({"cmd": "deploy", "service": "app", "ha": "abc1234"}, "ha"),
+        ({"cmd": "deploy", "service": "app", "wai": True}, "wai"),
+        ({"cmd": "status", "cmdx": "x"}, "cmdx"),
+        ({"cmd": "reload", "s": "x"}, "s"),
+    ]
+
+
+def test_keys_that_are_not_whole_field_names_are_refused(agent, ctl_daemon):
+    """An empty key, a key with blanks, a prefix or suffix of an allowed name: each
+    gets an error naming it, nothing is acted on, other clients go on being answered,
+    and SIGTERM still stops the agent (an empty key once spun the loop for good)."""
+    d = ctl_daemon()
+    with d.connect() as other:
+        for req, key in hostile_keys():
+            with d.connect() as conn:
+                res = conn.request(req, timeout=20)
+            assert res["ok"] is False and res["error"]["code"] == "bad_request", (req, res)
+            assert f'unknown field "{key}"' in res["error"]["message"], (req, res)
+            assert other.request({"cmd": "status"}, timeout=20)["ok"] is True, req
+    st = d.status()
+    assert st["current"] is None and st["paused"] is False and st["pinned"] is None, st
+    assert d.stop(timeout=30) == 0
+
+
 def test_pipelined_requests_are_answered_in_order_and_others_go_on(agent, ctl_daemon):
     """3000 requests in one write (more than the 64 KiB input buffer holds) are all
     answered, in order, while another client is answered at once."""

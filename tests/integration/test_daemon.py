@@ -446,5 +446,7 @@ def test_systemd_analyze_security(make_daemon):
     for line in out.splitlines():
         if line.startswith("✗"):
             print("  " + re.sub(r"\s{2,}", "  ", line.strip()))
-    # 2.6 when written; a hardening regression must be a deliberate change of this bound.
-    assert score <= 3.0, out
+    # 2.6 when written; 2.9 since unpack makes a user+net namespace of its own (0.4, see
+    # RestrictNamespaces= in the unit) while PrivateMounts= and ProcSubset= took 0.3 off.
+    # A hardening regression must be a deliberate change of this bound.
+    assert score <= 2.9, out

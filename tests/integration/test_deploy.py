@@ -337,6 +337,69 @@ def test_check_config_names_file_line_and_key(agent):
     assert r.returncode == 2, "the agent must not run on a bad file"
 
 
+def test_check_config_reports_every_problem_sorted_by_line(agent, agent_bin):
+    """Every problem at once, sorted by line, one per line as FILE:LINE: [section]
+    key: problem; a problem later in the file does not hide an earlier one."""
+    not_minisign = "RW" + "A" * 54                       # 56 base64 characters, not "Ed"
+    state = agent.tmp / "state-x"
+    path = agent.tmp / "bad.ini"
+    path.write_bytes("\n".join([
+        '[service "web"]',                                # 1: bucket missing
+        f"root = {state}/web",                           # 2: inside state_dir (set on line 13)
+        "owner = root",                                  # 3
+        "",
+        '[service "api"]',
+        "bucket = acme-artifacts",
+        f"root = {agent.tmp}/srv/./api/",                # 7: fine
+        f"public_key = {not_minisign}",                  # 8
+        "step_timeout = 400d",                           # 9
+        "prefix = caf\udcff/",                           # 10: not UTF-8
+        "",
+        "[agent]",
+        f"state_dir = {state}",
+        "worker_user = 0",                               # 14
+        "max_workers = lots",                            # 15
+        '[service "etc"]',
+        "bucket = acme-artifacts",
+        "root = /etc/.",                                 # 18
+        "", ""]).encode("utf-8", "surrogateescape"))
+    r = subprocess.run([str(agent_bin), "-c", str(path), "check-config"], capture_output=True, text=True,
+                       errors="replace")
+    assert r.returncode == 2, r
+    assert r.stdout == ""
+    problems = [re.sub(r"^deploy-agent: (error: )?", "", line) for line in r.stderr.splitlines()]
+    expected = [
+        (1, '[service "web"] bucket: required'),
+        (2, f'[service "web"] root: "{state}/web" is inside state_dir "{state}"'),
+        (3, '[service "web"] owner: must not be root (uid 0)'),
+        (8, '[service "api"] public_key: must be one or more'),
+        (9, '[service "api"] step_timeout: must be at most 365d'),
+        (10, "line is not valid UTF-8"),
+        (14, "[agent] worker_user: must not be root (uid 0)"),
+        (15, '[agent] max_workers: must be a whole number, got "lots"'),
+        (18, '[service "etc"] root: must be a directory of its own, not the system directory "/etc"'),
+    ]
+    assert len(problems) == len(expected), r.stderr
+    for got, (line, text) in zip(problems, expected):
+        assert got.startswith(f"{path}:{line}: {text}"), (got, line, text)
+
+    # the same file fixed loads, and -v prints what loads back the same
+    fixed = path.read_bytes().decode("utf-8", "surrogateescape").splitlines()
+    fixed[0:3] = ['[service "web"]', "bucket = acme-artifacts", f"root = {agent.tmp}/srv/web"]
+    fixed[7:10] = ["", "step_timeout = 4d", 'health_command = "  # not a comment  "']
+    fixed[13:15] = ["worker_user = nobody", ""]
+    fixed[17] = f"root = {agent.tmp}/srv/etc"
+    path.write_text("\n".join(fixed) + "\n")
+    r = subprocess.run([str(agent_bin), "-c", str(path), "check-config", "-v"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert 'health_command = "  # not a comment  "\n' in r.stdout
+    printed = agent.tmp / "printed.ini"
+    printed.write_text(r.stdout)
+    again = subprocess.run([str(agent_bin), "-c", str(printed), "check-config", "-v"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split("\n", 1)[1] == r.stdout.split("\n", 1)[1]
+
+
 def test_example_config_passes_check_config(agent_bin):
     r = subprocess.run([str(agent_bin), "-c", str(harness.REPO / "deploy.ini.example"), "check-config"],
                        capture_output=True, text=True)

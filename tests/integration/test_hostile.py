@@ -7,10 +7,12 @@ import os
 import pathlib
 import pwd
 import secrets
+import subprocess
 import uuid
 
 import pytest
 
+import harness
 import hostile
 
 GOOD_FILES = {
@@ -164,3 +166,67 @@ def test_existing_release_dir_is_reused(agent):
     assert r.returncode == 0, r.stderr
     assert agent.current_sha() == sha
     assert (agent.root / "current" / "VERSION").read_bytes() == b"unpacked earlier\n"
+
+
+# ---- a compromised fetch worker -------------------------------------------
+
+DEBUG_AGENT_BIN = harness.REPO / "build-debug" / "deploy-agent"
+
+
+def root_only_archive(agent, marker):
+    """A root-only (0600) file that is a valid tar.gz holding `marker`: what a
+    fetch worker running as nobody must never get root to unpack."""
+    path = agent.tmp / "root-only.tar.gz"
+    path.write_bytes(harness.make_tar_gz({"SECRET": marker.encode()}))
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o600)
+    return path
+
+
+def releases_holding(agent, marker):
+    """Every file under ROOT/releases whose content holds marker."""
+    hits = []
+    for p in (agent.root / "releases").rglob("*"):
+        if p.is_file() and not p.is_symlink() and marker.encode() in p.read_bytes():
+            hits.append(str(p))
+    return hits
+
+
+@pytest.mark.parametrize("mode,expect", [
+    ("report-path", "fetch: invalid result"),
+    ("symlink", "is not a regular file"),
+])
+def test_hostile_fetch_worker_cannot_make_root_read_a_file(agent, mode, expect):
+    """The fetch worker runs as nobody on untrusted bytes (a libcurl bug away
+    from an attacker). A debug-build hook makes it report a root-only file as
+    the download, or leave a symlink to that file in its place: root (unpack,
+    before it drops privileges) must never read it, the deploy must fail
+    clearly, and the running release must stay."""
+    if not DEBUG_AGENT_BIN.exists():
+        pytest.fail(f"{DEBUG_AGENT_BIN} not built: run `make debug`", pytrace=False)
+    good = deploy_good(agent)
+    marker = f"root-only-{uuid.uuid4().hex}"
+    secret = root_only_archive(agent, marker)
+
+    nxt = new_sha()
+    agent.publish(nxt, {"VERSION": b"next\n"})
+    env = dict(os.environ, DEPLOY_AGENT_DEBUG_HOSTILE_FETCH=f"{mode}:{secret}")
+    cmd = [str(DEBUG_AGENT_BIN), "-c", str(agent.config_path), "once"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+    print(f"$ {' '.join(cmd)}\n-> exit {r.returncode}\n--- stderr\n{r.stderr}")
+
+    assert "debug: hostile fetch" in r.stderr, "the hostile hook did not run"
+    assert releases_holding(agent, marker) == [], "root unpacked a file the fetch worker chose"
+    assert r.returncode != 0, "a deploy with a hostile fetch worker succeeded"
+    assert expect in r.stderr
+    assert agent.current_sha() == good
+    assert_good_release_intact(agent, good)
+    assert nxt not in agent.releases()
+    assert [n for n in agent.release_entries() if n.startswith(".")] == [], "staging left behind"
+    assert os.stat(secret).st_mode & 0o777 == 0o600
+
+
+def test_hostile_fetch_hook_is_not_in_the_release_build():
+    worker = harness.REPO / "build" / "deploy-agent-worker"
+    assert b"DEPLOY_AGENT_DEBUG_HOSTILE_FETCH" not in worker.read_bytes()
+    assert b"DEPLOY_AGENT_DEBUG_HOSTILE_FETCH" in (harness.REPO / "build-debug" / "deploy-agent-worker").read_bytes()

@@ -131,7 +131,7 @@ def fetch_job(agent, sha, downloads, resume, etag=True):
         "s3": s3_job(agent),
         "bucket": harness.BUCKET, "key": agent.key(sha), "sha": sha, "suffix": agent.suffix,
         "downloads_dir": str(downloads), "checksum": "required", "resume": resume,
-        "max_artifact_size": 1 << 30,
+        "max_artifact_size": 1 << 30, "public_key": None,
     }
 
 

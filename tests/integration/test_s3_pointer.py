@@ -27,11 +27,9 @@ def settled(proxy_requests, settle=0.3):
 
 
 def discover_job(agent, endpoint, pointer_etag=None, select="pointer"):
-    job = {"s3": s3_job(endpoint), "bucket": harness.BUCKET, "prefix": agent.prefix,
-           "suffix": agent.suffix, "select": select, "pointer_key": agent.prefix + "LATEST"}
-    if pointer_etag:
-        job["pointer_etag"] = pointer_etag
-    return job
+    return {"s3": s3_job(endpoint), "bucket": harness.BUCKET, "prefix": agent.prefix,
+            "suffix": agent.suffix, "select": select, "pointer_key": agent.prefix + "LATEST",
+            "pointer_etag": pointer_etag}
 
 
 def publish_build(agent, sha, tag):
@@ -52,7 +50,9 @@ def test_pointer_discover_conditional_get(agent, faults):
     # Idle poll: the pointer did not change.
     n = len(faults.requests())
     res2, _, err = run_worker("discover", discover_job(agent, faults.endpoint, res["pointer_etag"]))
-    assert res2 == {"ok": True, "found": True, "not_modified": True, "pointer_etag": res["pointer_etag"]}
+    assert res2 == {"ok": True, "found": False, "not_modified": True, "pointer_etag": res["pointer_etag"],
+                    "sha": None, "key": None, "etag": None, "last_modified": 0, "size": 0,
+                    "sidecars": {"sha256": False, "minisig": False}, "reason": None}
     idle = faults.requests()[n:]
     assert [(r.method, r.path.split("?")[0], r.status) for r in idle] == \
         [("GET", f"/{harness.BUCKET}/{agent.prefix}LATEST", 304)]
@@ -65,7 +65,7 @@ def test_pointer_discover_conditional_get(agent, faults):
     publish_build(agent, SHA2, "two")
     agent.s3.put(agent.prefix + "LATEST", f"{SHA2}\n".encode())
     res3, _, _ = run_worker("discover", discover_job(agent, faults.endpoint, res["pointer_etag"]))
-    assert res3["found"] and res3["sha"] == SHA2 and "not_modified" not in res3
+    assert res3["found"] and res3["sha"] == SHA2 and res3["not_modified"] is False
     assert res3["pointer_etag"] != res["pointer_etag"]
 
 
@@ -75,7 +75,7 @@ def test_pointer_to_a_missing_build_gives_no_pointer_etag(agent):
     agent.s3.put(agent.prefix + "LATEST", f"{SHA1}\n".encode())
     res, _, _ = run_worker("discover", discover_job(agent, agent.s3.endpoint))
     assert res["ok"] and res["found"] is False
-    assert "pointer_etag" not in res
+    assert res["pointer_etag"] is None
     assert "does not exist (yet)" in res["reason"]
 
 

@@ -624,6 +624,26 @@ static void test_empty(void **state) {
         assert_rejected(s, builder_finish(&b), NULL, -EBADMSG, "contains no entries");
 }
 
+/* Only the root itself, however spelled and however often, is an empty
+ * release too: it used to be deployed as one. */
+static void test_only_root(void **state) {
+        static const char *const roots[][3] = {
+                { "./" }, { "." }, { "./", "./" }, { "./", ".", ".//" }, { "./.", "././" },
+        };
+        Scratch *s = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
+                Builder b = builder_new(COMPRESS_GZIP, false);
+
+                scratch_reset(s);
+                for (size_t j = 0; j < ELEMENTSOF(roots[i]) && roots[i][j]; j++)
+                        add_dir(&b, roots[i][j]);
+                assert_rejected(s, builder_finish(&b), NULL, -EBADMSG,
+                                "contains no entries but the root directory");
+                assert_int_equal(count_entries(s->root), 0);
+        }
+}
+
 static void test_zip_symlink_out(void **state) {
         Scratch *s = *state;
         Builder b = builder_new(COMPRESS_NONE, true);
@@ -686,6 +706,7 @@ int main(void) {
                 T(test_truncated),
                 T(test_garbage),
                 T(test_empty),
+                T(test_only_root),
                 T(test_zip_symlink_out),
                 T(test_long_path),
                 T(test_root_not_a_dir),

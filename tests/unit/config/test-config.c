@@ -1,5 +1,6 @@
 /* test-config.c: deploy.ini parsing, defaults, validation and the exact
  * "file:line: [section] key: problem" of each error. */
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -42,13 +43,28 @@ static Config *load_ok(const char *text) {
         return c;
 }
 
-/* Loads text, expects it to fail on line with a message starting
- * "FILE:LINE: " and containing every string of the NULL-terminated list. */
+/* true when the line of err that starts at p (up to the next newline)
+ * contains every string of the NULL-terminated list ap. */
+static bool line_has_all(const char *p, va_list ap) {
+        size_t n = strcspn(p, "\n");
+        const char *s;
+        bool ok = true;
+
+        while ((s = va_arg(ap, const char *))) {
+                const char *hit = strstr(p, s);
+                if (!hit || hit >= p + n)
+                        ok = false;
+        }
+        return ok;
+}
+
+/* Loads text, expects it to fail, with one of the reported problems (one
+ * per line of the message) starting "FILE:LINE: " and containing every
+ * string of the NULL-terminated list. */
 static void load_fails(const char *text, unsigned line, ...) {
         _cleanup_free_ char *err = NULL;
         Config *c = NULL;
         char prefix[96];
-        const char *s;
         va_list ap;
         int r;
 
@@ -61,13 +77,18 @@ static void load_fails(const char *text, unsigned line, ...) {
                 snprintf(prefix, sizeof(prefix), "%s:%u: ", tmp_path, line);
         else
                 snprintf(prefix, sizeof(prefix), "%s: ", tmp_path);
-        if (strncmp(err, prefix, strlen(prefix)) != 0)
-                fail_msg("error \"%s\" does not start with \"%s\"", err, prefix);
-        va_start(ap, line);
-        while ((s = va_arg(ap, const char *)))
-                if (!strstr(err, s))
-                        fail_msg("error \"%s\" lacks \"%s\"", err, s);
-        va_end(ap);
+        for (const char *p = err; p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+                bool found;
+
+                if (strncmp(p, prefix, strlen(prefix)) != 0)
+                        continue;
+                va_start(ap, line);
+                found = line_has_all(p, ap);
+                va_end(ap);
+                if (found)
+                        return;
+        }
+        fail_msg("no problem in \"%s\" starts with \"%s\" and has every expected text", err, prefix);
 }
 
 static void test_parse_duration(void **state) {
@@ -609,6 +630,282 @@ static void test_print_defaults(void **state) {
         assert_non_null(strstr(out, "prefix =\n"));
 }
 
+
+#define SVC(name, root) "[service \"" name "\"]\nbucket = acme-artifacts\nroot = " root "\n"
+
+/* Paths are compared and kept as they are meant: "//", "/./" and a
+ * trailing "/" collapse, ".." is refused, "/." is the root directory. */
+static void test_paths_normalized(void **state) {
+        _cleanup_config_ Config *c = load_ok("[agent]\nstate_dir = //var//lib/./da/.\nsocket = /run/./da.sock\n"
+                                             SVC("api", "/srv/./api//") SVC("web", "//srv/web/."));
+
+        assert_string_equal(c->agent.state_dir, "/var/lib/da");
+        assert_string_equal(c->agent.socket, "/run/da.sock");
+        assert_string_equal(c->services[0].root, "/srv/api");
+        assert_string_equal(c->services[1].root, "/srv/web");
+        load_fails(SVC("api", "/."), 3, "[service \"api\"] root: must not be the root directory", NULL);
+        load_fails(SVC("api", "//./"), 3, "root: must not be the root directory", NULL);
+        load_fails(SVC("api", "/srv/api/../../etc"), 3, "root: must not contain \"..\"", NULL);
+        load_fails(SVC("api", "/srv//./api/../x"), 3, "root: must not contain \"..\", got \"/srv//./api/../x\"", NULL);
+        load_fails(SVC("api", "/srv/api/.."), 3, "root: must not contain \"..\"", NULL);
+        config_free(load_ok(SVC("api", "/srv/..api/x..") SVC("web", "/srv/.web")));
+        load_fails(SVC("api", "srv/api"), 3, "root: must be an absolute path", NULL);
+}
+
+static void test_system_dirs(void **state) {
+        static const char *const refused[] = {
+                "/etc", "/etc/", "/usr", "/usr/./", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/boot", "/run", "/var", "/var/lib", "/usr/lib", "/usr/local", "/home",
+                "/tmp", "/srv", "/opt", "/root", "/var/log",
+        };
+        static const char *const kernel[] = {
+                "/proc", "/sys", "/dev", "/proc/self/cwd", "/sys/fs/x", "/dev/shm/app", "/proc/1/root/srv",
+        };
+        char text[256];
+
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
+                snprintf(text, sizeof(text), SVC("api", "%s"), refused[i]);
+                load_fails(text, 3, "[service \"api\"] root: must be a directory of its own, not the system directory", NULL);
+                snprintf(text, sizeof(text), "[agent]\nstate_dir = %s\n" SVC("api", "/srv/api"), refused[i]);
+                load_fails(text, 2, "[agent] state_dir: must be a directory of its own", NULL);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(kernel); i++) {
+                snprintf(text, sizeof(text), SVC("api", "%s"), kernel[i]);
+                load_fails(text, 3, "[service \"api\"] root: must not be in ", "a kernel file system", NULL);
+        }
+        config_free(load_ok(SVC("api", "/srv/api") SVC("lib", "/srv/lib") SVC("usr", "/usr/local/app")));
+}
+
+static void test_root_symlink(void **state) {
+        char base[] = "/tmp/test-config-links-XXXXXX", text[512], cmd[512];
+
+        assert_non_null(mkdtemp(base));
+        snprintf(cmd, sizeof(cmd), "mkdir -p %s/real/app && ln -s /etc %s/etc && ln -s real %s/link", base, base, base);
+        assert_int_equal(system(cmd), 0);
+        snprintf(text, sizeof(text), SVC("api", "%s/etc"), base);
+        load_fails(text, 3, "[service \"api\"] root: must not go through a symlink", "(to \"/etc\")", NULL);
+        snprintf(text, sizeof(text), SVC("api", "%s/link/app"), base);
+        load_fails(text, 3, "root: must not go through a symlink", "/link\" is one (to \"real\")", NULL);
+        snprintf(text, sizeof(text), SVC("api", "%s/link/not/yet"), base);
+        load_fails(text, 3, "root: must not go through a symlink", NULL);
+        /* a real directory, and one that does not exist yet below it */
+        snprintf(text, sizeof(text), SVC("api", "%s/real/app") SVC("web", "%s/real/web/not/yet"), base, base);
+        config_free(load_ok(text));
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
+        assert_int_equal(system(cmd), 0);
+}
+
+static void test_roots_overlap(void **state) {
+        load_fails(SVC("api", "/srv/./api") SVC("web", "/srv/api"), 6,
+                   "[service \"web\"] root: \"/srv/api\" is already the root of [service \"api\"]", NULL);
+        load_fails(SVC("api", "/srv/api") SVC("web", "/srv/api/releases/web"), 6,
+                   "[service \"web\"] root: \"/srv/api/releases/web\" is inside the root of [service \"api\"] "
+                   "(\"/srv/api\")", NULL);
+        load_fails(SVC("api", "/srv/api/current/x") SVC("web", "/srv/api/"), 6,
+                   "[service \"web\"] root: \"/srv/api\" contains the root of [service \"api\"]", NULL);
+        load_fails("[agent]\nstate_dir = /srv/api/state\n" SVC("api", "/srv/api"), 5,
+                   "[service \"api\"] root: \"/srv/api\" contains state_dir \"/srv/api/state\"", NULL);
+        /* [agent] may come last: the check waits for the whole file */
+        load_fails(SVC("api", "/var/lib/da/api") "[agent]\nstate_dir = /var/lib/da\n", 3,
+                   "[service \"api\"] root: \"/var/lib/da/api\" is inside state_dir \"/var/lib/da\"", NULL);
+        load_fails("[agent]\nstate_dir = /srv/api\n" SVC("api", "/srv/api/."), 5,
+                   "root: \"/srv/api\" is also state_dir", NULL);
+        config_free(load_ok(SVC("api", "/srv/api") SVC("api2", "/srv/api2") SVC("web", "/srv/apiweb")));
+}
+
+static void test_public_key_decoded(void **state) {
+        _cleanup_config_ Config *c = load_ok(MINIMAL_SERVICE
+                "public_key = RWQAAQIDBAUGB2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKD, "
+                "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\n");
+        static const char *const bad[] = {
+                "RWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",    /* 56 chars, not "Ed" */
+                "RWUAAQIDBAUGB2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKD",    /* "Ee" */
+                "RWQAAQIDBAUGB2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYK=",    /* 41 bytes */
+                "RWQAAQIDBAUGB2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKD RW", /* a second, cut */
+        };
+        char text[256];
+
+        assert_non_null(c->services[0].public_key);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                snprintf(text, sizeof(text), MINIMAL_SERVICE "public_key = %s\n", bad[i]);
+                load_fails(text, 5, "[service \"api\"] public_key: must be one or more", NULL);
+        }
+}
+
+static void test_not_root(void **state) {
+        load_fails("[agent]\nworker_user = root\n" MINIMAL_SERVICE, 2,
+                   "[agent] worker_user: must not be root (uid 0), got \"root\"", NULL);
+        load_fails("[agent]\nworker_user = 0\n" MINIMAL_SERVICE, 2, "[agent] worker_user: must not be root", NULL);
+        load_fails(MINIMAL_SERVICE "owner = root\n", 5, "[service \"api\"] owner: must not be root (uid 0)", NULL);
+        load_fails(MINIMAL_SERVICE "owner = root:www-data\n", 5, "owner: must not be root", NULL);
+        load_fails(MINIMAL_SERVICE "owner = 0:www-data\n", 5, "owner: must not be root", NULL);
+        config_free(load_ok(MINIMAL_SERVICE "owner = www-data:root\n"));
+        config_free(load_ok("[agent]\nworker_user = nobody\n" MINIMAL_SERVICE "owner = 1000\n"));
+}
+
+static void test_too_large(void **state) {
+        Config *c;
+
+        load_fails(MINIMAL_SERVICE "step_timeout = 366d\n", 5, "[service \"api\"] step_timeout: must be at most 365d", NULL);
+        load_fails(MINIMAL_SERVICE "step_timeout = 18446744073709551us\n", 5, "step_timeout: must be at most", NULL);
+        load_fails("[agent]\npoll_interval = 9999999h\n" MINIMAL_SERVICE, 2, "poll_interval: must be at most", NULL);
+        load_fails(MINIMAL_SERVICE "min_age = 400d\n", 5, "min_age: must be at most", NULL);
+        load_fails(MINIMAL_SERVICE "health_timeout = 9223372036854s\n", 5, "health_timeout: must be at most", NULL);
+        load_fails(MINIMAL_SERVICE "max_unpacked_size = 1025T\n", 5, "max_unpacked_size: must be at most 1024T", NULL);
+        load_fails(MINIMAL_SERVICE "max_artifact_size = 9223372036854775808\n", 5, "max_artifact_size: must be at most", NULL);
+        load_fails(MINIMAL_SERVICE "max_entries = 9223372036854775808\n", 5, "max_entries: must be between 1 and", NULL);
+        c = load_ok(MINIMAL_SERVICE "step_timeout = 365d\nmax_unpacked_size = 1024T\nmax_entries = 9223372036854775807\n");
+        assert_int_equal(c->services[0].step_timeout_usec, UINT64_C(365) * 86400 * USEC_PER_SEC);
+        config_free(c);
+}
+
+static void test_not_utf8(void **state) {
+        load_fails(MINIMAL_SERVICE "prefix = api\xff/\n", 5, "line is not valid UTF-8", NULL);
+        load_fails("[service \"api\"]\nbucket = acme\nroot = /srv/\xc3\x28\n", 3, "not valid UTF-8", NULL);
+        load_fails(MINIMAL_SERVICE "health_command = echo \xed\xa0\x80\n", 5, "not valid UTF-8", NULL);  /* surrogate */
+        load_fails(MINIMAL_SERVICE "pre_activate = \xc0\xaf\n", 5, "not valid UTF-8", NULL);            /* overlong */
+        load_fails("[agent\xfe]\n" MINIMAL_SERVICE, 1, "not valid UTF-8", NULL);
+        config_free(load_ok(MINIMAL_SERVICE "prefix = caf\xc3\xa9/\xf0\x9f\x9a\x80/\n# comment \xff\n"));
+}
+
+/* check-config shows every problem at once, sorted by line, each in the
+ * "FILE:LINE: [section] key: problem" form. */
+static void test_every_error(void **state) {
+        static const char text[] =
+                "[service \"web\"]\n"                     /* 1: bucket required */
+                "root = /srv/api\n"                       /* 2: same root as api, reported on 11 */
+                "owner = root\n"                          /* 3 */
+                "[agent]\n"
+                "worker_user = root\n"                    /* 5 */
+                "max_workers = 0\n"                       /* 6 */
+                "colour = blue\n"                         /* 7 */
+                "[service \"api\"]\n"
+                "bucket = acme-artifacts\n"
+                "step_timeout = 999d\n"                   /* 10 */
+                "root = /srv/./api/\n"                    /* 11 */
+                "public_key = RWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"  /* 12 */
+                "prefix = a\xff\n"                        /* 13 */
+                "nonsense\n"                              /* 14 */
+                "[database]\n"                            /* 15 */
+                "host = x\n";                             /* ignored: its section was refused */
+        static const char *const expect[] = {
+                ":1: [service \"web\"] bucket: required",
+                ":3: [service \"web\"] owner: must not be root",
+                ":5: [agent] worker_user: must not be root",
+                ":6: [agent] max_workers: must be between 1 and 64",
+                ":7: [agent] colour: unknown key",
+                ":10: [service \"api\"] step_timeout: must be at most 365d",
+                ":11: [service \"api\"] root: \"/srv/api\" is already the root of [service \"web\"]",
+                ":12: [service \"api\"] public_key: must be one or more",
+                ":13: line is not valid UTF-8",
+                ":14: expected KEY = VALUE or [SECTION], got \"nonsense\"",
+                ":15: [database]: unknown section",
+        };
+        _cleanup_free_ char *err = NULL;
+        Config *c = NULL;
+        const char *p;
+
+        assert_int_equal(config_load(write_tmp(text), &c, &err), -EINVAL);
+        unlink(tmp_path);
+        assert_null(c);
+        print_message("%s\n", err);
+        p = err;
+        for (size_t i = 0; i < ELEMENTSOF(expect); i++) {
+                size_t n = strcspn(p, "\n");
+
+                if (strncmp(p, tmp_path, strlen(tmp_path)) != 0 || !memmem(p, n, expect[i], strlen(expect[i])))
+                        fail_msg("problem %zu is \"%.*s\", expected \"%s\"", i, (int) n, p, expect[i]);
+                p += n + (p[n] == '\n');
+        }
+        assert_string_equal(p, "");
+}
+
+static char *print_config(const Config *c) {
+        char *out = NULL;
+        size_t n;
+        FILE *f = open_memstream(&out, &n);
+
+        assert_non_null(f);
+        assert_int_equal(config_print(c, f), 0);
+        fclose(f);
+        return out;
+}
+
+/* check-config -v prints what loads back the same: values that start with a
+ * comment character or a quote, blanks at either end, backslashes, a key
+ * and value at the length limit. Each value is loaded, printed, reloaded
+ * and printed again; both loads give the value, both prints are equal. */
+static void test_print_reload_tricky(void **state) {
+        static const char *const values[] = {
+                "#not a comment", ";nor this", "  leading blanks", "trailing blanks  ", "\tboth\t",
+                "a ; b", "a # b", "a;b#c", "\"quoted\"", "\"", "\"\"", "x\"y", "back\\slash", "\\",
+                "ends with \\", "\\\"", "\"a\" \"b\"", "= starts with =", "[not a section]", " ",
+                "caf\xc3\xa9 \xf0\x9f\x9a\x80", "#", ";",
+        };
+        char long_value[256];
+
+        memset(long_value, 0, sizeof(long_value));
+        memset(long_value, '#', 197 - strlen("health_command"));     /* exactly at the limit */
+        for (size_t i = 0; i <= ELEMENTSOF(values); i++) {
+                const char *v = i < ELEMENTSOF(values) ? values[i] : long_value;
+                _cleanup_config_ Config *c = NULL, *c2 = NULL;
+                _cleanup_free_ char *quoted = NULL, *text = NULL, *out = NULL, *out2 = NULL, *err = NULL;
+                size_t n = strlen(v);
+
+                /* written the way an operator would have to: quoted, \" and \\ escaped */
+                quoted = calloc(1, 2 * n + 3);
+                assert_non_null(quoted);
+                quoted[0] = '"';
+                for (size_t j = 0, k = 1; j < n; j++) {
+                        if (v[j] == '"' || v[j] == '\\')
+                                quoted[k++] = '\\';
+                        quoted[k++] = v[j];
+                }
+                strcat(quoted, "\"");
+                assert_true(asprintf(&text, MINIMAL_SERVICE "health_command = %s   ; a comment\n", quoted) > 0);
+                c = load_ok(text);
+                assert_string_equal(c->services[0].health_command, v);
+                out = print_config(c);
+                if (config_load(write_tmp(out), &c2, &err) < 0)
+                        fail_msg("value \"%s\" printed as\n%s\ndoes not load: %s", v, out, strempty(err));
+                unlink(tmp_path);
+                assert_string_equal(c2->services[0].health_command, v);
+                out2 = print_config(c2);
+                assert_string_equal(strchr(out, '\n'), strchr(out2, '\n'));
+        }
+}
+
+/* Values as they were written before quoting existed keep their meaning. */
+static void test_unquoted_values_unchanged(void **state) {
+        _cleanup_config_ Config *c = load_ok(MINIMAL_SERVICE
+                "health_command = \"/bin/check\" --fast ; comment\n"
+                "pre_activate = \"unterminated\n"
+                "post_activate = \"bad \\escape\"\n"
+                "prefix = \"api/\"\n");
+        const ServiceConfig *s = &c->services[0];
+        _cleanup_free_ char *out = print_config(c);
+
+        assert_string_equal(s->health_command, "\"/bin/check\" --fast");
+        assert_string_equal(s->pre_activate, "\"unterminated");
+        assert_string_equal(s->post_activate, "\"bad \\escape\"");
+        assert_string_equal(s->prefix, "api/");
+        assert_non_null(strstr(out, "\nhealth_command = \"\\\"/bin/check\\\" --fast\"\n"));
+        assert_non_null(strstr(out, "\nprefix = api/\n"));
+        assert_non_null(strstr(out, "\nunit = api.service\n"));
+}
+
+/* The limit counts key and value, not the blanks and quotes around them. */
+static void test_line_limit(void **state) {
+        char text[512], value[256];
+
+        memset(value, 0, sizeof(value));
+        memset(value, 'x', 197 - strlen("health_command") + 1);
+        snprintf(text, sizeof(text), MINIMAL_SERVICE "health_command = %s\n", value);
+        load_fails(text, 5, "line too long", NULL);
+        value[strlen(value) - 1] = '\0';
+        snprintf(text, sizeof(text), MINIMAL_SERVICE "health_command    =     \"%s\"    # comment\n", value);
+        config_free(load_ok(text));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_duration),
@@ -631,6 +928,18 @@ int main(void) {
                 cmocka_unit_test(test_example),
                 cmocka_unit_test(test_print_roundtrip),
                 cmocka_unit_test(test_print_defaults),
+                cmocka_unit_test(test_paths_normalized),
+                cmocka_unit_test(test_system_dirs),
+                cmocka_unit_test(test_root_symlink),
+                cmocka_unit_test(test_roots_overlap),
+                cmocka_unit_test(test_public_key_decoded),
+                cmocka_unit_test(test_not_root),
+                cmocka_unit_test(test_too_large),
+                cmocka_unit_test(test_not_utf8),
+                cmocka_unit_test(test_every_error),
+                cmocka_unit_test(test_print_reload_tricky),
+                cmocka_unit_test(test_unquoted_values_unchanged),
+                cmocka_unit_test(test_line_limit),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

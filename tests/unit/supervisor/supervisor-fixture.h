@@ -1,7 +1,7 @@
 /* supervisor-fixture.h: what the supervisor's unit tests share: a scratch
- * directory (on /dev/shm when there is one: state.json is fsynced at every
- * step), a config loaded from text, a service built on a fake worker pool,
- * and the fake itself. Included by one test program each, so its functions
+ * directory (in /tmp: the config refuses roots and state_dir under /dev,
+ * /dev/shm included), a config loaded from text, a service built on a fake
+ * worker pool, and the fake itself. Included by one test program each, so its functions
  * are static inline (not every test uses all). The fake answers through the
  * worker_done_cb the real pool uses: outcome() is the one place that knows
  * what a worker's result looks like. */
@@ -26,6 +26,8 @@
 #include "common/util.h"
 #include "config/config.h"
 #include "supervisor/service.h"
+#include "protocol/worker-job.h"
+#include "protocol/worker-result.h"
 #include "supervisor/worker-pool.h"
 
 #define NEW "1111111"
@@ -34,12 +36,10 @@
 /* ---- scratch directory ---- */
 
 static inline char *fixture_mkdtemp(void) {
-        char dir[] = "/dev/shm/test-supervisor-XXXXXX", alt[] = "/tmp/test-supervisor-XXXXXX";
+        char dir[] = "/tmp/test-supervisor-XXXXXX";
 
-        if (mkdtemp(dir))
-                return strdup(dir);
-        assert_non_null(mkdtemp(alt));
-        return strdup(alt);
+        assert_non_null(mkdtemp(dir));
+        return strdup(dir);
 }
 
 static inline void fixture_rmdir(const char *dir) {
@@ -139,32 +139,61 @@ static inline void fake_init(Fake *f) {
         f->runner = (WorkerRunner) { .start = fake_start, .stop = fake_stop, .impl = f };
 }
 
-/* The result a worker of this step sends when all went well. */
-static inline json_t *ok_result(const char *step) {
-        if (streq(step, "discover"))
-                return json_pack("{s:b,s:b,s:s,s:s,s:s,s:I}", "ok", 1, "found", 1, "sha", NEW, "key", "web/" NEW ".tar.gz",
-                                 "etag", "\"e-new\"", "last_modified", (json_int_t) 0);
-        if (streq(step, "fetch"))
-                return json_pack("{s:b,s:s,s:I,s:s}", "ok", 1, "path", "/nonexistent/" NEW ".tar.gz", "size",
-                                 (json_int_t) 10, "sha256", "00");
-        if (streq(step, "unpack"))
-                return json_pack("{s:b,s:s,s:I,s:I}", "ok", 1, "release", NEW, "entries", (json_int_t) 1, "bytes",
-                                 (json_int_t) 1);
-        if (streq(step, "restart"))
-                return json_pack("{s:b,s:s}", "ok", 1, "detail", "active");
-        if (streq(step, "prune"))
-                return json_pack("{s:b,s:[]}", "ok", 1, "removed");
-        return json_pack("{s:b}", "ok", 1);
+/* The reply of a worker of this step that did its job well: it answers
+ * the typed job it was sent (the same sha and key), as the supervisor
+ * checks (protocol/worker-result.h). */
+static inline void fill_result(const WorkerJob *j, WorkerResult *r, char **key) {
+        switch (j->step) {
+        case WORKER_STEP_DISCOVER:
+                *key = strdup_printf("%s%s%s", j->discover.prefix, NEW, j->discover.suffix);
+                r->discover = (DiscoverResult) { .found = true, .sha = NEW, .key = *key, .etag = "\"e-new\"" };
+                break;
+        case WORKER_STEP_FETCH:
+                r->fetch = (FetchResult) {
+                        .sha = j->fetch.sha, .key = j->fetch.key, .size = 10,
+                        .sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                        .downloaded = 10, .checksum_verified = j->fetch.checksum == CHECKSUM_REQUIRED,
+                        .signature_verified = j->fetch.public_key != NULL,
+                };
+                break;
+        case WORKER_STEP_UNPACK:
+                r->unpack = (UnpackResult) { .sha = j->unpack.sha, .entries = 1, .bytes = 1 };
+                break;
+        case WORKER_STEP_ACTIVATE:
+                r->activate = (ActivateResult) { .sha = j->activate.sha, .changed = true };
+                break;
+        case WORKER_STEP_RESTART:
+                r->restart = (RestartResult) { .sha = j->restart.sha, .detail = "active" };
+                break;
+        default:
+                r->prune = (PruneResult) {};
+        }
+}
+
+static inline json_t *ok_result(const char *step, json_t *job, bool found) {
+        _cleanup_free_ char *key = NULL;
+        WorkerResult r = { .step = (WorkerStep) worker_step_from_string(step) };
+        WorkerJob j = {};
+        json_t *msg = NULL;
+
+        if (!job) /* no job to answer: the envelope alone, for test-worker-pool.c */
+                return json_pack("{s:b,s:{}}", "ok", 1, "result");
+        assert_int_equal(worker_job_decode(job, r.step, &j, NULL), 0);
+        if (found)
+                fill_result(&j, &r, &key);
+        assert_int_equal(worker_result_encode(&r, &msg), 0);
+        worker_job_done(&j);
+        return msg;
 }
 
 /* What the real pool hands the done callback for each way a step ends
  * (worker_reading_finish(); test-worker-pool.c checks that they agree). */
-static inline WorkerOutcome outcome(const char *step, Outcome how) {
+static inline WorkerOutcome outcome(const char *step, json_t *job, Outcome how) {
         switch (how) {
         case OUTCOME_OK:
-                return (WorkerOutcome) { .result = ok_result(step), .ok = true };
+                return (WorkerOutcome) { .result = ok_result(step, job, true), .ok = true };
         case OUTCOME_NOT_FOUND:
-                return (WorkerOutcome) { .result = json_pack("{s:b,s:b}", "ok", 1, "found", 0), .ok = true };
+                return (WorkerOutcome) { .result = ok_result(step, job, false), .ok = true };
         case OUTCOME_FAIL:
         case OUTCOME_BAD:
                 return (WorkerOutcome) {
@@ -190,7 +219,7 @@ static inline void fake_complete(Fake *f, Outcome how) {
         json_t *job = f->job;
 
         assert_true(f->pending);
-        o = outcome(f->step, how);
+        o = outcome(f->step, job, how);
         f->pending = false;
         f->job = NULL;
         *f->slot = NULL;
