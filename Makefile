@@ -1,5 +1,5 @@
 # deploy-agent build. `make`, `make test`, `make install DESTDIR=... PREFIX=...`,
-# `make demo`, `make bench`, `make asan-test`, `make analyze`.
+# `make demo`, `make bench`, `make asan-test`, `make analyze`, `make fuzz`, `make fuzz-regress`.
 PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
 BINDIR     ?= $(PREFIX)/bin
@@ -98,6 +98,35 @@ asan-test:
 	  OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  HARDEN="-fstack-protector-strong" LDFLAGS="-fsanitize=address,undefined" unit-test
 
+# libFuzzer targets (tests/fuzz/fuzz-NAME.c), built with ASan and UBSan in
+# their own build directory. `make fuzz` runs each for FUZZ_SECONDS; new
+# inputs go to build-fuzz/corpus/NAME, crashes to build-fuzz/crashes/.
+# `make fuzz-regress` replays each seed corpus (tests/fuzz/corpus/NAME) and
+# every kept crash reproducer (tests/fuzz/regressions/NAME) once.
+# FUZZ_ONLY="config state" limits either to those targets.
+FUZZ_BUILD   := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz-%.c,%,$(wildcard tests/fuzz/fuzz-*.c))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz-%,$(FUZZ_TARGETS))
+
+fuzz-build:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang HARDEN="-fstack-protector-strong" \
+	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+	  LDFLAGS="-fsanitize=fuzzer $(FUZZ_SAN)" fuzz-bins
+
+fuzz-bins: $(FUZZ_BINS)
+
+$(BUILD)/fuzz/fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/fuzz.h $(BUILD)/libdeploy.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -I$(BUILD) $(LDFLAGS) -o $@ $< $(BUILD)/libdeploy.a $(LDLIBS)
+
+fuzz: fuzz-build
+	bash scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_BUILD) $(FUZZ_ONLY)
+
+fuzz-regress: fuzz-build
+	bash scripts/fuzz.sh regress $(FUZZ_BUILD) $(FUZZ_ONLY)
+
 # Static analysis; any finding fails. clang's analyzer (scan-build) over a
 # fresh build of the programs and the unit tests, its reports filtered only
 # for one false positive of clang 14 (scripts/scan-build-check.py says
@@ -190,8 +219,8 @@ package-test:
 	$(PYTHON) -m pytest -v tests/package/test_package.py
 
 clean:
-	rm -rf build build-asan build-debug build-analyze build-arm64 dist
+	rm -rf build build-asan build-debug build-analyze build-arm64 dist $(FUZZ_BUILD)
 
 .PHONY: debug all test unit-test unit-test-build integration-test asan-test analyze include-graph demo bench bench-control install clean FORCE \
-        deb dist lintian unit-test-arm64 repro-test package-test
+        deb dist lintian unit-test-arm64 repro-test package-test fuzz fuzz-build fuzz-bins fuzz-regress
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -275,7 +275,7 @@ static int line_read(ParseContext *ctx, char **ret) {
 }
 
 static int config_parse(ParseContext *ctx) {
-        char *line;
+        char *line = NULL;
         int r;
 
         while ((r = line_read(ctx, &line)) > 0) {

@@ -131,12 +131,21 @@ static void request_pipeline(Request *r, PipelineKind kind, const char *sha, con
                                                    "service", s->name, "accepted", 1));
 }
 
+/* service_request() would refuse with -EBUSY: another operator request waits. */
+static bool request_would_wait_busy(const Service *s) {
+        return s->pending_kind != _PIPELINE_KIND_NONE && (s->pipeline || pipeline_needs_recovery(s->state));
+}
+
 static void cmd_deploy(Request *r) {
         ServiceState *st = r->service->state;
         const char *sha = json_string_value(json_object_get(r->req, "sha"));
 
         if (json_object_get(r->req, "sha") && !sha_is_valid(sha))
                 return control_reply_error(r->client, "bad_request", "sha must be 7 to 40 lowercase hex digits");
+        /* refuse before unpinning: a refused deploy must change nothing */
+        if (request_would_wait_busy(r->service))
+                return control_reply_error(r->client, "busy", "%s: another operator request is already waiting",
+                                           r->service->name);
         /* without --sha: unpin; with it, the pipeline pins once the build runs */
         if ((!sha && state_set(&st->pinned, NULL) < 0) || service_save_state(r->service) < 0)
                 return control_reply_error(r->client, "failed", "cannot save the state of %s", r->service->name);
@@ -176,11 +185,6 @@ static char *rollback_target(Request *r) {
             release_dir_exists(r->service->releases_dir, st->previous))
                 return strdup(st->previous);
         return newest_good_on_disk(r->service);
-}
-
-/* service_request() would refuse with -EBUSY: another operator request waits. */
-static bool request_would_wait_busy(const Service *s) {
-        return s->pending_kind != _PIPELINE_KIND_NONE && (s->pipeline || pipeline_needs_recovery(s->state));
 }
 
 static void cmd_rollback(Request *r) {

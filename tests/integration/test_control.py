@@ -284,8 +284,10 @@ def test_rollback(agent, ctl_daemon):
 
 def test_refused_rollback_marks_nothing_bad(agent, ctl_daemon):
     """A rollback refused as busy (another operator request already waits behind a
-    running deploy) must not leave the current release marked bad."""
+    running deploy) must not leave the current release marked bad, nor a deploy
+    refused as busy unpin the service."""
     d, (a, b) = deployed(agent, ctl_daemon, 2)
+    assert d.ctl("deploy", "app", "--sha", b, "--wait").returncode == 0  # pins b
     c = slow_build(agent, d, size=2 << 20, bps=384 << 10)
     assert d.ctl("deploy", "app", "--sha", c).returncode == 0            # runs (slowly)
     wait_until(lambda: harness.find_worker(d.pid, "fetch"), 30, "the fetch worker", interval=0.02)
@@ -294,6 +296,9 @@ def test_refused_rollback_marks_nothing_bad(agent, ctl_daemon):
     assert code == EXIT_FAILED and res["error"]["code"] == "busy", res
     code, res = d.ctl_json("deploy", "app", "--sha", b)
     assert code == EXIT_FAILED and res["error"]["code"] == "busy", res
+    code, res = d.ctl_json("deploy", "app")                              # would unpin: refused, unpins nothing
+    assert code == EXIT_FAILED and res["error"]["code"] == "busy", res
+    assert d.status()["pinned"] == b
     assert d.status()["bad"] == [] and agent.current_sha() == b
     agent.s3.proxy.throttle_bps = None
     d.wait_current(a, timeout=90)  # c went out, then a
