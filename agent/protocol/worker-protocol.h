@@ -18,13 +18,13 @@
 #define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
 
 typedef enum WorkerStep {
-        WORKER_STEP_CLEANUP,
         WORKER_STEP_DISCOVER,
         WORKER_STEP_FETCH,
         WORKER_STEP_UNPACK,
         WORKER_STEP_ACTIVATE,
         WORKER_STEP_RESTART,
         WORKER_STEP_PRUNE,
+        WORKER_STEP_CLEANUP,           /* last: the fuzz corpora pick a step by its number */
         _WORKER_STEP_MAX,
 } WorkerStep;
 

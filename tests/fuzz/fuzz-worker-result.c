@@ -16,6 +16,9 @@ static WorkerJob job_for(WorkerStep step) {
         WorkerJob j = { .step = step, .service = "api" };
 
         switch (step) {
+        case WORKER_STEP_CLEANUP:
+                j.cleanup = (CleanupJob) { .root = "/srv/api", .downloads_dir = "/d", .budget_usec = 1 };
+                break;
         case WORKER_STEP_DISCOVER:
                 j.discover = (DiscoverJob) { .bucket = "b", .prefix = "api/", .suffix = ".tar.gz",
                                              .select = SELECT_POINTER, .pointer_key = "api/LATEST" };
