@@ -168,6 +168,7 @@ demo:
 
 bench: all
 	bash bench/run.sh
+	bash bench/small-files.sh
 	$(PYTHON) bench/daemon.py
 	$(PYTHON) bench/control.py
 

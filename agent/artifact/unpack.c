@@ -29,7 +29,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <locale.h>
@@ -51,11 +50,6 @@ static void archive_freep(struct archive **a) {
 static void freelocalep(locale_t *l) {
         if (*l != (locale_t) 0)
                 freelocale(*l);
-}
-
-static void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
 }
 
 typedef struct Unpack {
@@ -437,62 +431,6 @@ static int open_writer(struct archive **ret) {
         return 0;
 }
 
-static int fsync_tree(int fd, unsigned depth, unsigned max_depth);
-
-static int fsync_child(int parent_fd, const char *name, unsigned depth, unsigned max_depth) {
-        _cleanup_close_ int fd = -1;
-        struct stat st;
-
-        if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return -errno;
-        if (S_ISDIR(st.st_mode)) {
-                fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (fd < 0)
-                        return -errno;
-                return fsync_tree(TAKE_FD(fd), depth + 1, max_depth);
-        }
-        if (!S_ISREG(st.st_mode))
-                return 0;      /* symlinks: persisted with their directory */
-        fd = openat(parent_fd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        return fsync(fd) < 0 ? -errno : 0;
-}
-
-/* fsync every file and directory below the directory fd (consumed), then
- * the directory itself; never follows a symlink. One fd per level. */
-static int fsync_tree(int fd, unsigned depth, unsigned max_depth) {
-        _cleanup_(closedirp) DIR *d = NULL;
-
-        if (depth > max_depth) {
-                close(fd);
-                return -ELOOP;
-        }
-        d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -errno;
-        }
-        for (;;) {
-                struct dirent *de;
-                int r;
-
-                errno = 0;
-                de = readdir(d);
-                if (!de) {
-                        if (errno != 0)
-                                return -errno;
-                        break;
-                }
-                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-                        continue;
-                r = fsync_child(dirfd(d), de->d_name, depth, max_depth);
-                if (r < 0)
-                        return r;
-        }
-        return fsync(dirfd(d)) < 0 ? -errno : 0;
-}
-
 static UnpackLimits limits_normalize(const UnpackLimits *l) {
         UnpackLimits n = *l;
 
@@ -504,7 +442,7 @@ static UnpackLimits limits_normalize(const UnpackLimits *l) {
 }
 
 static int unpack_run(Unpack *u, int archive_fd) {
-        int fd, r;
+        int r;
 
         if (fchdir(u->dir_fd) < 0)
                 return error_set(u->ret_error, -errno, "chdir into the release: %m");
@@ -514,17 +452,7 @@ static int unpack_run(Unpack *u, int archive_fd) {
         r = open_writer(&u->writer);
         if (r < 0)
                 return error_set(u->ret_error, r, "archive: cannot set up the writer");
-        r = extract_all(u);
-        if (r < 0)
-                return r;
-        fd = fcntl(u->dir_fd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-                return error_set(u->ret_error, -errno, "fsync of the unpacked tree failed: %m");
-        r = fsync_tree(fd, 0, u->limits.max_depth + 1);
-        if (r < 0)
-                return error_set(u->ret_error, r, "fsync of the unpacked tree failed: %s",
-                                 strerror(-r));
-        return 0;
+        return extract_all(u);
 }
 
 int unpack_archive(int archive_fd, int dir_fd, const UnpackLimits *limits,

@@ -19,8 +19,9 @@ typedef struct UnpackStats {
 
 /* Extract the archive readable from archive_fd into dir_fd (empty). Formats:
  * tar and zip; filters: gzip, zstd, xz. Changes the working directory to
- * dir_fd (libarchive resolves hardlinks relative to the cwd). Everything
- * written is fsync'ed before success. Any libarchive warning fails. */
+ * dir_fd (libarchive resolves hardlinks relative to the cwd). Nothing is
+ * synced: the caller makes the tree durable in one step (one syncfs() before
+ * it publishes, docs/design.md "Steps"). Any libarchive warning fails. */
 int unpack_archive(int archive_fd, int dir_fd, const UnpackLimits *limits,
                    UnpackStats *ret_stats, char **ret_error);
 

@@ -4,7 +4,8 @@
  * run and creates a fresh .staging-<sha>-XXXXXX owned by the job's run_as
  * user; then it drops privileges, extracts with unpack_archive() and renames
  * the staging dir to releases/<sha>. A release that already exists is
- * reused: renames only ever publish complete, fsync'ed trees. */
+ * reused: renames only ever publish complete trees made durable by one
+ * syncfs() (see publish()). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
@@ -172,10 +173,23 @@ static int hand_over(const Unpack *j, int releases_fd, int staging_fd, char **re
         return 0;
 }
 
+/* One syncfs() makes the whole tree durable before the rename publishes it:
+ * it writes back every dirty file and directory of the file system and
+ * commits the journal, so the per-file fsyncs it replaces (2.8x slower on
+ * 12,000 small files, bench/small-files.sh) and the fsync of each directory
+ * of the tree add nothing. It also flushes other writers on that file
+ * system: a cost paid once per release, not per file. Since Linux 5.8 it
+ * reports writeback errors raised after the fd was opened; staging_fd was
+ * opened before extraction, so an error on any file of the tree fails here.
+ * It runs after the fchmod so the mode is durable too. Only the fsync of
+ * releases after the rename stays. */
 static int publish(const Unpack *j, int releases_fd, int staging_fd, const char *staging,
                    char **ret_error) {
         if (fchmod(staging_fd, 0755) < 0)
                 return error_set(ret_error, -errno, "chmod %s/%s: %m", j->releases_dir, staging);
+        if (syncfs(staging_fd) < 0)
+                return error_set(ret_error, -errno, "syncfs of %s/%s: %m", j->releases_dir,
+                                 staging);
         if (renameat(releases_fd, staging, releases_fd, j->sha) < 0)
                 return error_set(ret_error, -errno, "rename %s/%s to %s: %m", j->releases_dir,
                                  staging, j->release);

@@ -251,10 +251,10 @@ def test_agent_sigkill_at_five_moments(make_daemon):
     app.wait_settled(fetch)
     k.releases_complete("during fetch")
 
-    # 2. during unpack: 1000 files (fsynced one by one: seconds); kill once its staging
-    #    dir exists.
+    # 2. during unpack: 5000 files (extracted, then one syncfs: long enough to be caught);
+    #    kill once its staging dir exists.
     unpack = new_sha()
-    d.publish(app, unpack, extra=big_files(4 << 20, n_small=1000, seed=2))
+    d.publish(app, unpack, extra=big_files(4 << 20, n_small=5000, seed=2))
     releases = app.root / "releases"
     d.wait_worker("unpack")
     wait_until(lambda: any(n.startswith(".staging-") for n in os.listdir(releases)), 60,

@@ -153,7 +153,7 @@ def test_stale_staging_is_removed(agent):
 
 
 def test_existing_release_dir_is_reused(agent):
-    """releases/<sha> only ever appears complete (rename after fsync), so an
+    """releases/<sha> only ever appears complete (rename after syncfs), so an
     existing one, from a run killed after unpack, is used as is."""
     deploy_good(agent)
     sha = new_sha()
