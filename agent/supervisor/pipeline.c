@@ -347,20 +347,23 @@ static bool after_swap(Step step) {
         return step == STEP_RESTART || step == STEP_ROLLBACK || step == STEP_ROLLBACK_RESTART;
 }
 
-/* The pool refused a step after the swap. It refuses only while the agent
- * shuts down or when memory runs out, so a retry now would meet the same
- * refusal. The in-flight record stays instead: the next poll, or the next
- * start of the agent, runs the recovery before anything else and checks
- * the release again or finishes the rollback. Ending here with the record
- * cleared would leave an unhealthy build current, unmarked, with nothing
- * left to roll it back. The recovery marks it bad once it is rolled back. */
-static void after_swap_refused(Pipeline *p, int r, const char *error) {
+/* A step after the swap did not run to a verdict: the pool refused it, or
+ * the rollback's worker (or the restart after it) crashed, was killed or
+ * timed out. The pool refuses only while the agent shuts down or when
+ * memory runs out, so a retry now would meet the same refusal; a worker
+ * without a verdict says nothing about either build. The in-flight record
+ * stays instead: the next poll, or the next start of the agent, runs the
+ * recovery before anything else and checks the release again or finishes
+ * the rollback. Ending here with the record cleared would leave an
+ * unhealthy build current, unmarked, with nothing left to roll it back.
+ * The recovery marks it bad once it is rolled back. */
+static void after_swap_unfinished(Pipeline *p, int r, const char *error) {
         Service *s = p->service;
         bool rolling_back = p->step != STEP_RESTART;
         _cleanup_free_ char *msg = p->failure ? strdup_printf("%s; %s", p->failure, error) : NULL;
 
         log_event(LOG_ERR, LOG_MID_FAILED, "%s: %s; %s at the next poll", s->name, msg ?: error,
-                  rolling_back ? "rolling back" : "checking it again");
+                  rolling_back ? "retrying the rollback" : "checking it again");
         (void) state_set(&s->state->last_error, msg ?: error);
         end(p, r, true);
 }
@@ -385,6 +388,8 @@ static void on_step_failed(Pipeline *p, const WorkerOutcome *o) {
                 return after_swap_failed(p, error);
         case STEP_ROLLBACK:
         case STEP_ROLLBACK_RESTART:
+                if (!o->result)
+                        return after_swap_unfinished(p, -EIO, error);
                 mark_bad(p, p->failure ?: error, "rolled-back");
                 return fail(p, -EIO, error);
         case STEP_PRUNE:
@@ -504,7 +509,7 @@ static void run_step(Pipeline *p, Step step) {
         if (r < 0) {
                 _cleanup_free_ char *msg = strdup_printf("%s: cannot start worker: %s", step_names[step], strerror(-r));
                 if (after_swap(step))
-                        return after_swap_refused(p, r, msg ?: "cannot start worker");
+                        return after_swap_unfinished(p, r, msg ?: "cannot start worker");
                 return fail(p, r, msg ?: "cannot start worker");
         }
 }

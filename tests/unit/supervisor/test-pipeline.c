@@ -36,6 +36,11 @@ typedef struct Case {
 #define ROLLBACK_TROUBLE(name, at, how, steps, cur) \
         { name, PIPELINE_AUTO, true, true, true, at, how, steps, -EIO, cur, NEW, "rolled-back:" NEW, NULL, true }
 
+/* the new build is unhealthy, then the rollback's worker ends without a
+ * verdict: the record stays, nothing is marked until the rollback is done */
+#define ROLLBACK_UNFINISHED(name, at, how, steps, cur) \
+        { name, PIPELINE_AUTO, true, true, true, at, how, steps, -EIO, cur, NULL, "", "rollback", true }
+
 static const Case cases[] = {
         AUTO("all well", true, -1, OUTCOME_OK, FULL, 0, NEW, NULL, "deployed:" NEW, NULL),
         AUTO("all well, no auto_rollback", false, -1, OUTCOME_OK, FULL, 0, NEW, NULL, "deployed:" NEW, NULL),
@@ -77,15 +82,16 @@ static const Case cases[] = {
         AUTO("restart refused", true, 4, OUTCOME_OK, "discover fetch unpack activate", -ECANCELED, NEW, NULL, "",
              "restart"),
         ROLLBACK_TROUBLE("rollback fails", 5, OUTCOME_FAIL, "discover fetch unpack activate restart activate", NEW),
-        ROLLBACK_TROUBLE("rollback crashes", 5, OUTCOME_CRASH, "discover fetch unpack activate restart activate", NEW),
-        ROLLBACK_TROUBLE("rollback times out", 5, OUTCOME_TIMEOUT, "discover fetch unpack activate restart activate",
-                         NEW),
+        ROLLBACK_UNFINISHED("rollback crashes", 5, OUTCOME_CRASH, "discover fetch unpack activate restart activate",
+                            NEW),
+        ROLLBACK_UNFINISHED("rollback times out", 5, OUTCOME_TIMEOUT,
+                            "discover fetch unpack activate restart activate", NEW),
         /* a pool that refuses only does so when shutting down (or out of memory) */
         { "rollback refused", PIPELINE_AUTO, true, true, true, 5, OUTCOME_OK, "discover fetch unpack activate restart",
           -ECANCELED, NEW, NULL, "", "rollback", true },
         ROLLBACK_TROUBLE("rollback restart fails", 6, OUTCOME_FAIL, ROLLBACK_SEQ, OLD),
-        ROLLBACK_TROUBLE("rollback restart crashes", 6, OUTCOME_CRASH, ROLLBACK_SEQ, OLD),
-        ROLLBACK_TROUBLE("rollback restart times out", 6, OUTCOME_TIMEOUT, ROLLBACK_SEQ, OLD),
+        ROLLBACK_UNFINISHED("rollback restart crashes", 6, OUTCOME_CRASH, ROLLBACK_SEQ, OLD),
+        ROLLBACK_UNFINISHED("rollback restart times out", 6, OUTCOME_TIMEOUT, ROLLBACK_SEQ, OLD),
         { "rollback restart refused", PIPELINE_AUTO, true, true, true, 6, OUTCOME_OK,
           "discover fetch unpack activate restart activate", -ECANCELED, OLD, NULL, "", "rollback", true },
         { "rollback, its restart refused", PIPELINE_ROLLBACK, true, true, true, 1, OUTCOME_OK, "activate", -ECANCELED,
@@ -330,6 +336,61 @@ static void test_rollback_refused_then_recovered(void **unused) {
         fixture_free(x);
 }
 
+/* The rollback's worker, or the restart after it, ends without a verdict
+ * (crashed, killed, timed out): the unhealthy build may still be current,
+ * so the record stays and the next poll finishes the rollback. */
+static void test_rollback_unfinished_then_recovered(void **unused) {
+        static const char *const errors[] = { "worker killed by SIGSEGV", "worker killed by SIGKILL",
+                                              "worker timed out after 60s" };
+
+        for (int at = 5; at <= 6; at++)
+                for (size_t e = 0; e < ELEMENTSOF(errors); e++) {
+                        FixtureOptions o = { .restart = true, .auto_rollback = true };
+                        Fixture *x = fixture_new(&o);
+                        ServiceState *st = x->s->state;
+                        char history[512], error[64];
+
+                        setup(x, &(Case) { .previous = true, .fail_at = -1 });
+                        assert_int_equal(service_poll(x->s), 0);
+                        while ((int) x->fake.n_started - 1 < at)
+                                fake_complete(&x->fake, streq(x->fake.step, "restart") &&
+                                                                x->fake.n_started == 5 ? OUTCOME_FAIL : OUTCOME_OK);
+                        /* what the real pool hands over for a worker with no result */
+                        x->fake.pending = false;
+                        *x->fake.slot = NULL;
+                        snprintf(error, sizeof error, "%s", errors[e]);
+                        x->fake.done(&(WorkerOutcome) { .error = error }, x->fake.userdata);
+                        json_decref(x->fake.job);
+                        x->fake.job = NULL;
+                        assert_int_equal(x->ended.n, 1);
+                        assert_int_equal(x->ended.r, -EIO);
+                        assert_string_equal(st->current, at == 5 ? NEW : OLD);
+                        assert_int_equal(st->n_bad, 0);
+                        assert_int_equal(st->n_history, 0);
+                        assert_string_equal(st->in_flight_step, "rollback");
+                        assert_true(pipeline_needs_recovery(st));
+                        assert_non_null(strstr(st->last_error, errors[e]));
+                        check_saved(x);
+
+                        x->fake.started[0] = '\0';
+                        x->fake.n_started = 0;
+                        assert_int_equal(service_poll(x->s), 0);
+                        drive(x, &(Case) { .fail_at = -1 });
+                        /* an activate that ended anyhow leaves files to clean first */
+                        assert_string_equal(x->fake.started, at == 5 ? "cleanup activate restart" : "activate restart");
+                        assert_int_equal(x->ended.n, 2);
+                        assert_int_equal(x->ended.r, -EIO);
+                        assert_string_equal(st->current, OLD);
+                        assert_int_equal(st->n_bad, 1);
+                        assert_string_equal(st->bad[0].sha, NEW);
+                        history_text(st, history, sizeof history);
+                        assert_string_equal(history, "rolled-back:" NEW);
+                        assert_null(st->in_flight_step);
+                        check_saved(x);
+                        fixture_free(x);
+                }
+}
+
 /* Shutting down: the step is stopped, its record kept for the next start. */
 static void test_stop(void **unused) {
         static const char *const steps[] = { "discover", "fetch", "unpack", "activate", "restart", "prune" };
@@ -506,6 +567,7 @@ int main(void) {
                 cmocka_unit_test(test_recover_after_restart_crash),
                 cmocka_unit_test(test_recover_rollback),
                 cmocka_unit_test(test_rollback_refused_then_recovered),
+                cmocka_unit_test(test_rollback_unfinished_then_recovered),
                 cmocka_unit_test(test_stop),
                 cmocka_unit_test(test_poll_and_failures),
                 cmocka_unit_test(test_bad_target_skipped),
