@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from systemd_sandbox import Sandbox  # noqa: E402
 
 ROOT_CACHE = Path(os.environ.get("DEPLOY_AGENT_TEST_ROOT", "/var/tmp/deploy-agent-package-root"))
-ROOT_PACKAGES = "systemd,dbus,libarchive13,libcurl4,libexpat1,libinih1,libjansson4,libsodium23,libsystemd0"
+ROOT_PACKAGES = "systemd,dbus,libarchive13,libcurl4,libexpat1,libjansson4,libsodium23,libsystemd0"
 UNITS = ("deploy-agent.socket", "deploy-agent.service")
 APT = ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-o", "Dpkg::Use-Pty=0")
 
