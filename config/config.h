@@ -45,7 +45,14 @@ typedef struct S3Config {
         char *access_key_id;
         char *secret_access_key;
         char *session_token;
+        uint64_t low_speed_limit;          /* bytes/s; 0: S3_LOW_SPEED_LIMIT_DEFAULT */
+        uint64_t low_speed_time_usec;      /* 0: S3_LOW_SPEED_TIME_DEFAULT_USEC */
 } S3Config;
+
+/* Slower than low_speed_limit for low_speed_time: the transfer has stalled
+ * (a slow loris, a server that never answers) and is retried. */
+#define S3_LOW_SPEED_LIMIT_DEFAULT UINT64_C(1024)
+#define S3_LOW_SPEED_TIME_DEFAULT_USEC (UINT64_C(30) * 1000000)
 
 typedef struct ServiceConfig {
         char *name;

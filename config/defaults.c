@@ -39,6 +39,8 @@ int config_s3_defaults(S3Config *s) {
         *s = (S3Config) {
                 .addressing = S3_ADDRESSING_VIRTUAL,
                 .credentials = CREDENTIALS_AUTO,
+                .low_speed_limit = S3_LOW_SPEED_LIMIT_DEFAULT,
+                .low_speed_time_usec = S3_LOW_SPEED_TIME_DEFAULT_USEC,
         };
         return set_string(&s->region, "us-east-1");
 }

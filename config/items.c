@@ -230,6 +230,10 @@ static const ConfigItem s3_items[] = {
         { S("access_key_id", access_key_id), ITEM_STRING, ITEM_OPTIONAL | ITEM_SECRET },
         { S("secret_access_key", secret_access_key), ITEM_STRING, ITEM_OPTIONAL | ITEM_SECRET },
         { S("session_token", session_token), ITEM_STRING, ITEM_OPTIONAL | ITEM_SECRET },
+        /* bytes per second, as long as curl's CURLOPT_LOW_SPEED_LIMIT takes */
+        { S("low_speed_limit", low_speed_limit), ITEM_SIZE, .min = 1, .max = INT32_MAX },
+        { S("low_speed_time", low_speed_time_usec), ITEM_DURATION, .min = USEC_PER_SEC,
+          .max = 600 * USEC_PER_SEC },
 };
 
 static const ConfigItem service_items[] = {

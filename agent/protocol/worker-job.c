@@ -14,11 +14,12 @@
 /* ---- [s3] ---- */
 
 static json_t *s3_encode(const S3Config *c) {
-        return json_pack("{s:s,s:s?,s:s,s:s,s:s?,s:s?,s:s?}", "region", c->region, "endpoint", c->endpoint,
-                         "addressing", s3_addressing_to_string(c->addressing),
+        return json_pack("{s:s,s:s?,s:s,s:s,s:s?,s:s?,s:s?,s:I,s:I}", "region", c->region,
+                         "endpoint", c->endpoint, "addressing", s3_addressing_to_string(c->addressing),
                          "credentials", credentials_source_to_string(c->credentials),
                          "access_key_id", c->access_key_id, "secret_access_key", c->secret_access_key,
-                         "session_token", c->session_token);
+                         "session_token", c->session_token, "low_speed_limit", (json_int_t) c->low_speed_limit,
+                         "low_speed_time_usec", (json_int_t) c->low_speed_time_usec);
 }
 
 static void s3_decode(WireReader *parent, S3Config *c) {
@@ -33,6 +34,8 @@ static void s3_decode(WireReader *parent, S3Config *c) {
         wire_string_or_null(&rd, "access_key_id", &c->access_key_id);
         wire_string_or_null(&rd, "secret_access_key", &c->secret_access_key);
         wire_string_or_null(&rd, "session_token", &c->session_token);
+        wire_uint64(&rd, "low_speed_limit", INT32_MAX, &c->low_speed_limit);
+        wire_uint64(&rd, "low_speed_time_usec", 600 * USEC_PER_SEC, &c->low_speed_time_usec);
         c->addressing = (S3Addressing) addressing;
         c->credentials = (CredentialsSource) credentials;
         wire_reader_close(&rd, parent);

@@ -14,6 +14,7 @@
 
 void s3_get_response_done(S3GetResponse *r) {
         free(r->etag);
+        free(r->content_type);
         *r = (S3GetResponse) {};
 }
 
@@ -21,6 +22,18 @@ void s3_transfer_done(S3Transfer *t) {
         s3_get_response_done(&t->resp);
         free(t->body);
         t->body = NULL;
+        free(t->location);
+        t->location = NULL;
+}
+
+/* A server's words go into our log lines: printable ASCII only. */
+static char *header_value_dup(const char *v) {
+        char *s = strndup(v, 512);
+
+        for (char *p = s; p && *p; p++)
+                if (*p < 0x20 || *p > 0x7e)
+                        *p = '?';
+        return s;
 }
 
 static const char *parse_digits(const char *p, uint64_t *ret) {
@@ -75,6 +88,8 @@ static void transfer_status_line(S3Transfer *t, const char *line) {
         uint64_t status = 0;
 
         s3_get_response_done(&t->resp);
+        free(t->location);
+        t->location = NULL;
         t->have_length = t->have_range = false;
         if (sp)
                 (void) parse_digits(sp + 1, &status);
@@ -121,6 +136,13 @@ static void transfer_header(S3Transfer *t, const char *name, const char *value) 
                 }
         } else if (strcasecmp(name, "content-range") == 0)
                 t->have_range = parse_content_range(value, &t->range_first, &t->resp.total_size) >= 0;
+        else if (strcasecmp(name, "content-type") == 0) {
+                free(t->resp.content_type);
+                t->resp.content_type = header_value_dup(value);
+        } else if (strcasecmp(name, "location") == 0) {
+                free(t->location);
+                t->location = header_value_dup(value);
+        }
 }
 
 size_t s3_on_header(char *buf, size_t size, size_t n, void *userdata) {
@@ -249,10 +271,39 @@ static int http_error(const S3Transfer *t, const char *what, char **ret_error) {
                 r = -ENXIO;
         if (streq_ptr(code, "SlowDown"))
                 r = -EBUSY;
+        if (status >= 300 && status < 400)
+                return error_set(ret_error, r, "%s: HTTP %ld%s%s redirect to %s: not followed (redirects "
+                                 "are never followed; is [s3] region or endpoint the bucket's own?)",
+                                 what, status, code ? " " : "", strempty(code), t->location ?: "nowhere");
         if (code)
                 return error_set(ret_error, r, "%s: HTTP %ld %s%s%s", what, status, code,
                                  message ? ": " : "", strempty(message));
         return error_set(ret_error, r, "%s: HTTP %ld", what, status);
+}
+
+/* Which limit ended the request: the connect timeout, the whole request's
+ * timeout, or the low-speed limit (a slow loris, a server that accepted
+ * the connection and never answers). */
+static int timeout_error(S3Client *c, const S3Transfer *t, const char *what, char **ret_error) {
+        curl_off_t total = 0;
+        long sent = 0;
+
+        /* no request bytes went out: it never connected (a reused
+         * connection has no connect time to go by) */
+        (void) curl_easy_getinfo(c->curl, CURLINFO_REQUEST_SIZE, &sent);
+        (void) curl_easy_getinfo(c->curl, CURLINFO_TOTAL_TIME_T, &total);
+        if (sent == 0)
+                return error_set(ret_error, -ETIMEDOUT, "%s: %s", what,
+                                 c->errbuf[0] ? c->errbuf : "could not connect in time");
+        if (t->timeout_sec > 0 && total >= (curl_off_t) t->timeout_sec * 1000000)
+                return error_set(ret_error, -ETIMEDOUT, "%s: no complete answer in %ld s (%" PRIu64
+                                 " body bytes)", what, t->timeout_sec, t->received);
+        if (t->resp.status == 0)
+                return error_set(ret_error, -ETIMEDOUT, "%s: connected, but no answer in %ld s", what,
+                                 c->stall_sec);
+        return error_set(ret_error, -ETIMEDOUT, "%s: transfer slower than %ld bytes/s for %ld s "
+                         "(stalled after %" PRIu64 " body bytes)", what, c->low_speed_limit, c->stall_sec,
+                         t->received);
 }
 
 int s3_transfer_result(S3Client *c, S3Transfer *t, CURLcode e, const char *what, char **ret_error) {
@@ -264,9 +315,8 @@ int s3_transfer_result(S3Client *c, S3Transfer *t, CURLcode e, const char *what,
         if (t->abort_r < 0)
                 return error_set(ret_error, t->abort_r, "%s: %s", what,
                                  t->abort_why ?: strerror(-t->abort_r));
-        if (e == CURLE_OPERATION_TIMEDOUT && t->received > 0)
-                return error_set(ret_error, -ETIMEDOUT, "%s: stalled after %" PRIu64 " bytes: %s", what,
-                                 t->received, c->errbuf[0] ? c->errbuf : curl_easy_strerror(e));
+        if (e == CURLE_OPERATION_TIMEDOUT)
+                return timeout_error(c, t, what, ret_error);
         if (e != CURLE_OK)
                 return error_set(ret_error, curl_to_errno(e), "%s: %s", what,
                                  c->errbuf[0] ? c->errbuf : curl_easy_strerror(e));

@@ -13,6 +13,7 @@ struct S3Client {
         CredentialsProvider *creds;
         char *sigv4;                   /* "aws:amz:REGION:s3" */
         long stall_sec;                /* low-speed time */
+        long low_speed_limit;          /* bytes/s */
         S3Stats stats;
         char errbuf[CURL_ERROR_SIZE];
 };
@@ -36,6 +37,8 @@ typedef struct S3Transfer {
         bool have_range;
         uint64_t range_first;
         uint64_t received;             /* 2xx body bytes handed to cb */
+        long timeout_sec;              /* whole request; 0: none */
+        char *location;                /* of a 3xx, printable ASCII */
         int abort_r;                   /* why we stopped curl */
         const char *abort_why;
         char *body;                    /* error answers only, capped */

@@ -101,6 +101,23 @@ int s3_get_small(S3Client *c, const char *bucket, const char *key, const char *i
 
 /* ---- listing ---- */
 
+/* A 200 that is not XML (a captive portal's or a load balancer's HTML
+ * page) says so by its Content-Type: name it rather than the XML parser's
+ * complaint about its first line. No Content-Type: let the parser judge. */
+static int check_list_type(const char *content_type, const char *what, char **ret_error) {
+        _cleanup_free_ char *type = NULL;
+
+        if (!content_type)
+                return 0;
+        type = strndup(content_type, strcspn(content_type, "; "));
+        if (!type)
+                return -ENOMEM;
+        if (strcasestr(type, "xml"))
+                return 0;
+        return error_set(ret_error, -EBADMSG, "%s: ListObjectsV2 returned %s, not XML", what,
+                         isempty(type) ? "an empty Content-Type" : type);
+}
+
 /* One ListObjectsV2 page into *ret (NUL-terminated, at most LIST_PAGE_MAX). */
 static int list_page(S3Client *c, const char *bucket, const char *prefix, const char *token,
                      const char *what, Buffer *ret, char **ret_error) {
@@ -121,14 +138,78 @@ static int list_page(S3Client *c, const char *bucket, const char *prefix, const 
         r = get_buffered(c, url, &req, what, ret, &resp, ret_error);
         if (r < 0)
                 return r;
+        r = check_list_type(resp.content_type, what, ret_error);
+        if (r < 0)
+                return r;
         if (!ret->data && !(ret->data = strdup("")))
                 return -ENOMEM;
+        return 0;
+}
+
+/* Tokens seen so far, as 64-bit FNV-1a hashes (8 bytes a page, however
+ * long S3's tokens are): a server that hands out a token it gave before
+ * would otherwise loop until LIST_PAGES_MAX. */
+typedef struct TokenSet {
+        uint64_t *hashes;
+        size_t n;
+        size_t allocated;
+} TokenSet;
+
+static void token_set_done(TokenSet *s) {
+        free(s->hashes);
+        *s = (TokenSet) {};
+}
+
+static uint64_t token_hash(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037);
+
+        for (; *s; s++)
+                h = (h ^ (uint8_t) *s) * UINT64_C(1099511628211);
+        return h;
+}
+
+/* 1: seen before; 0: added. */
+static int token_set_add(TokenSet *s, const char *token) {
+        uint64_t h = token_hash(token), *p;
+
+        for (size_t i = 0; i < s->n; i++)
+                if (s->hashes[i] == h)
+                        return 1;
+        if (s->n == s->allocated) {
+                size_t a = MAX(s->allocated * 2, (size_t) 16);
+                p = reallocarray(s->hashes, a, sizeof(uint64_t));
+                if (!p)
+                        return -ENOMEM;
+                s->hashes = p;
+                s->allocated = a;
+        }
+        s->hashes[s->n++] = h;
+        return 0;
+}
+
+/* After a truncated page: its token must be there and new. */
+static int next_token(TokenSet *seen, S3ListPage *page, unsigned n, const char *what, char **ret_token,
+                      char **ret_error) {
+        int r;
+
+        if (isempty(page->next_token))
+                return error_set(ret_error, -EBADMSG, "%s: truncated page %u without a NextContinuationToken",
+                                 what, n + 1);
+        r = token_set_add(seen, page->next_token);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return error_set(ret_error, -EBADMSG, "%s: continuation token repeated (page %u gave one "
+                                 "an earlier page gave): the listing would never end", what, n + 1);
+        free(*ret_token);
+        *ret_token = TAKE_PTR(page->next_token);
         return 0;
 }
 
 int s3_list_objects(S3Client *c, const char *bucket, const char *prefix,
                     s3_object_cb cb, void *userdata, char **ret_error) {
         _cleanup_free_ char *token = NULL, *what = NULL;
+        _cleanup_(token_set_done) TokenSet seen = {};
         int r;
 
         what = strdup_printf("LIST s3://%s/%s", strempty(bucket), strempty(prefix));
@@ -150,11 +231,9 @@ int s3_list_objects(S3Client *c, const char *bucket, const char *prefix,
                         return error_set(ret_error, r, "%s: stopped: %s", what, strerror(-r));
                 if (!page.truncated)
                         return 0;
-                if (isempty(page.next_token) || streq_ptr(page.next_token, token))
-                        return error_set(ret_error, -EBADMSG,
-                                         "%s: truncated page without a new NextContinuationToken", what);
-                free(token);
-                token = TAKE_PTR(page.next_token);
+                r = next_token(&seen, &page, n, what, &token, ret_error);
+                if (r < 0)
+                        return r;
         }
 }
 

@@ -6,6 +6,7 @@
  * "x-amz-content-sha256: UNSIGNED-PAYLOAD", which curl 7.88 does not add. */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <limits.h>
 #include <sys/param.h>
 
 #include "common/curl-util.h"
@@ -13,8 +14,6 @@
 #include "common/util.h"
 
 #define CONNECT_TIMEOUT_SEC 10L
-#define LOW_SPEED_LIMIT_BPS 1L         /* below this for stall_sec: abort */
-#define STALL_DEFAULT_SEC 30L
 #define STALL_MAX_SEC 600L
 
 S3Client *s3_client_free(S3Client *c) {
@@ -39,20 +38,22 @@ const char *s3_client_credentials_source(const S3Client *c) {
         return credentials_provider_source(c->creds);
 }
 
-/* How long a transfer may sit below 1 byte/s before it counts as stalled
- * (and is retried or resumed). DEPLOY_AGENT_STALL_TIMEOUT (seconds) tunes
- * it for slow links, and lets the tests stall a transfer cheaply. */
-static long stall_timeout(void) {
+/* How long a transfer may stay below low_speed_limit before it counts as
+ * stalled (and is retried or resumed): [s3] low_speed_time, unless
+ * DEPLOY_AGENT_STALL_TIMEOUT (seconds, the older knob) says otherwise. */
+static long stall_timeout(const S3Config *cfg) {
         const char *v = getenv("DEPLOY_AGENT_STALL_TIMEOUT");
+        long dflt = (long) ((cfg->low_speed_time_usec ?: S3_LOW_SPEED_TIME_DEFAULT_USEC) / USEC_PER_SEC);
         char *end;
         long n;
 
+        dflt = MAX(1L, MIN(dflt, STALL_MAX_SEC));
         if (isempty(v))
-                return STALL_DEFAULT_SEC;
+                return dflt;
         errno = 0;
         n = strtol(v, &end, 10);
         if (errno != 0 || *end != '\0' || n < 1 || n > STALL_MAX_SEC)
-                return STALL_DEFAULT_SEC;
+                return dflt;
         return n;
 }
 
@@ -66,10 +67,18 @@ static int setup_handle(S3Client *c) {
         e = e ?: curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
         e = e ?: curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
         e = e ?: curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        /* Redirects are never followed: a SigV4 signature is bound to
+         * the host it was made for, and a Location must not take our
+         * credentials elsewhere. A 3xx fails with its Location named (a
+         * bucket in another region, a wrong endpoint), so a redirect loop
+         * ends at its first hop. */
         e = e ?: curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+        e = e ?: curl_easy_setopt(h, CURLOPT_MAXREDIRS, 0L);
         e = e ?: curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);     /* keys with "..", "//" */
         e = e ?: curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_SEC);
-        e = e ?: curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_LIMIT_BPS);
+        /* A server that dribbles (a slow loris) or never answers is caught
+         * here: curl counts the wait for the first byte too. */
+        e = e ?: curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, c->low_speed_limit);
         e = e ?: curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->stall_sec);
         e = e ?: curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
         e = e ?: curl_easy_setopt(h, CURLOPT_USERAGENT, "deploy-agent");
@@ -105,6 +114,8 @@ int s3_client_new(const S3Config *cfg, S3Client **ret, char **ret_error) {
                 return -ENOMEM;
         c->cfg.addressing = cfg->addressing;
         c->cfg.credentials = cfg->credentials;
+        c->cfg.low_speed_limit = cfg->low_speed_limit;
+        c->cfg.low_speed_time_usec = cfg->low_speed_time_usec;
         c->cfg.region = strdup(cfg->region);
         c->cfg.endpoint = isempty(cfg->endpoint) ? NULL : strdup(cfg->endpoint);
         if (!c->cfg.region || (!isempty(cfg->endpoint) && !c->cfg.endpoint))
@@ -115,7 +126,8 @@ int s3_client_new(const S3Config *cfg, S3Client **ret, char **ret_error) {
         c->sigv4 = strdup_printf("aws:amz:%s:s3", c->cfg.region);
         if (!c->sigv4)
                 return -ENOMEM;
-        c->stall_sec = stall_timeout();
+        c->stall_sec = stall_timeout(cfg);
+        c->low_speed_limit = (long) MIN(cfg->low_speed_limit ?: S3_LOW_SPEED_LIMIT_DEFAULT, (uint64_t) LONG_MAX);
         c->curl = curl_easy_init();
         if (!c->curl)
                 return error_set(ret_error, -ENOMEM, "cannot initialize libcurl");
@@ -263,6 +275,7 @@ int s3_perform(S3Client *c, const char *url, S3Transfer *t, long timeout_sec, co
         e = e ?: curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
         e = e ?: curl_easy_setopt(c->curl, CURLOPT_RANGE, range[0] ? range : NULL);
         e = e ?: curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, timeout_sec);
+        t->timeout_sec = timeout_sec;
         e = e ?: curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, t);
         e = e ?: curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, t);
         e = e ?: curl_easy_perform(c->curl);

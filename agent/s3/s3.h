@@ -67,6 +67,7 @@ typedef struct S3GetResponse {
         char *etag;                    /* malloc'd, quotes stripped, may be NULL */
         uint64_t content_length;       /* of this response's body */
         uint64_t total_size;           /* whole object (from Content-Range) */
+        char *content_type;            /* malloc'd, printable ASCII, may be NULL */
 } S3GetResponse;
 void s3_get_response_done(S3GetResponse *r);
 

@@ -266,8 +266,12 @@ static int download_loop(Stream *s, char **ret_error) {
                 }
                 if (s->write_error < 0 || !s3_error_is_transient(r))
                         return r;
-                if (s->bytes > before)
-                        backoff.failures = 0;  /* progress: a fresh budget */
+                /* progress: a fresh budget; but a few bytes before each
+                 * stall or cut (a slow loris, a server that cuts every
+                 * answer short) are no progress, or the fetch would go
+                 * on until step_timeout and fail without saying why */
+                if (s->bytes >= before + FETCH_PROGRESS_MIN)
+                        backoff.failures = 0;
                 if (!s->etag && s->bytes > 0 && (r = stream_reset(s)) < 0)
                         return r;              /* no ETag to resume against */
                 r = s3_backoff_wait(&backoff, r);

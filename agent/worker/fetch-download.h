@@ -16,6 +16,8 @@
 /* Requests for one download, whatever happens: with each request that
  * makes progress the backoff budget starts afresh, this bounds the rest. */
 #define FETCH_REQUESTS_MAX 32U
+/* Bytes an attempt must add before a failure counts as a new one. */
+#define FETCH_PROGRESS_MIN (UINT64_C(64) * 1024)
 
 typedef void (*fetch_progress_cb)(uint64_t bytes, uint64_t total, void *userdata);
 

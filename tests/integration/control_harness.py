@@ -134,9 +134,10 @@ class Connection:
 class CtlDaemon:
     """`deploy-agent -c CONFIG run` for the agent fixture's sandbox (service "app")."""
 
-    def __init__(self, agent, agent_overrides=None, service_overrides=None):
+    def __init__(self, agent, agent_overrides=None, service_overrides=None, s3_overrides=None):
         self.agent = agent
         self.s3 = agent.s3
+        self.s3_cfg = dict(s3_overrides or {})
         self.agent_cfg = {**AGENT_DEFAULTS, **(agent_overrides or {})}
         self.service_cfg = {**SERVICE_DEFAULTS, **(service_overrides or {})}
         self.socket = pathlib.Path(self.agent_cfg.get("socket", agent.tmp / "control.sock"))
@@ -144,9 +145,10 @@ class CtlDaemon:
         self.proc = None
         self.write_config()
 
-    def write_config(self, **service_overrides):
+    def write_config(self, _s3=None, **service_overrides):
+        self.s3_cfg.update(_s3 or {})
         self.service_cfg.update(service_overrides)
-        return self.agent.write_config(_agent=self.agent_cfg, **self.service_cfg)
+        return self.agent.write_config(_agent=self.agent_cfg, _s3=self.s3_cfg, **self.service_cfg)
 
     # ---- life cycle ----
 
@@ -269,12 +271,12 @@ class CtlDaemon:
 
 @pytest.fixture
 def ctl_daemon(agent):
-    """Factory: ctl_daemon(agent_overrides=None, service_overrides=None, start=True)
-    -> a CtlDaemon for the test's agent sandbox. Stopped at teardown."""
+    """Factory: ctl_daemon(agent_overrides=None, service_overrides=None, start=True,
+    s3_overrides=None) -> a CtlDaemon for the test's agent sandbox. Stopped at teardown."""
     made = []
 
-    def make(agent_overrides=None, service_overrides=None, start=True):
-        d = CtlDaemon(agent, agent_overrides, service_overrides)
+    def make(agent_overrides=None, service_overrides=None, start=True, s3_overrides=None):
+        d = CtlDaemon(agent, agent_overrides, service_overrides, s3_overrides)
         made.append(d)
         return d.start() if start else d
 

@@ -12,6 +12,15 @@ in the order they were added, each for `times` requests:
   stall_after=N, stall=S   after N body bytes, send nothing for S seconds,
                            then go on (the client may have given up by then)
   delay=S            wait S seconds before forwarding
+  respond=callable   answer without forwarding: callable(record) returns
+                     (status, [(header, value)], body); Content-Length is
+                     the body's unless the headers say otherwise, and the
+                     connection is closed after it
+  extra=b"..."       forward, then send these bytes after the body: a body
+                     longer than its Content-Length
+  dribble=S          forward the body one byte every S seconds (a slow loris)
+  hang=True          read the request, then send nothing until the client
+                     hangs up
   on_hit=callable    called when the fault fires, before forwarding
   after=callable     called once the cut or stall has happened (replace the
                      object midway, rotate credentials, ...)
@@ -33,7 +42,8 @@ HEAD_MAX = 64 * 1024
 
 class Fault:
     def __init__(self, match, status=None, code=None, cut_after=None, stall_after=None, stall=0.0,
-                 delay=0.0, times=1, on_hit=None, after=None):
+                 delay=0.0, times=1, on_hit=None, after=None, respond=None, extra=None, dribble=None,
+                 hang=False):
         self.match = match
         self.status = status
         self.code = code or ("SlowDown" if status == 503 else "InternalError")
@@ -44,6 +54,10 @@ class Fault:
         self.times = times
         self.on_hit = on_hit
         self.after = after
+        self.respond = respond
+        self.extra = extra
+        self.dribble = dribble
+        self.hang = hang
         self.hits = 0
 
 
@@ -59,7 +73,8 @@ class Record:
         self.body_bytes = 0             # response body bytes sent to the client
         self.request_bytes = 0          # head and body, as received
         self.response_bytes = 0         # head and body, as sent
-        self.fault = None               # "status" | "cut" | "stall" | None
+        self.fault = None               # "status" | "cut" | "stall" | "respond" | "extra"
+                                        # | "dribble" | "hang" | None
         self.absolute = target.startswith("http://")
 
     @property
@@ -96,6 +111,7 @@ class FaultProxy:
         return self
 
     def stop(self):
+        self._server.stopping = True
         self._server.shutdown()
         self._server.server_close()
 
@@ -104,6 +120,11 @@ class FaultProxy:
         with self.lock:
             self.faults.append(f)
         return f
+
+    def clear(self):
+        """Remove every fault: what follows is forwarded as it is."""
+        with self.lock:
+            self.faults = []
 
     def take(self, method, path):
         with self.lock:
@@ -126,6 +147,7 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+    stopping = False
 
 
 def _read_head(f):
@@ -226,6 +248,8 @@ class _Handler(socketserver.StreamRequestHandler):
             time.sleep(fault.delay)
         if fault and fault.status:
             return self._answer_error(rec, fault, headers)
+        if fault and (fault.respond or fault.hang):
+            return self._answer_made_up(rec, fault, headers)
         up_w.write(raw)
         up_w.flush()
         rec.request_bytes = len(raw)
@@ -259,6 +283,29 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.flush()
         return False
 
+    def _answer_made_up(self, rec, fault, headers):
+        if rec.headers.get("expect", "").lower() != "100-continue":
+            _copy_body(self.rfile, None, headers)
+        if fault.hang:
+            rec.fault = "hang"
+            while not self._client_gone() and not self.server.stopping:
+                time.sleep(0.05)
+            return False
+        status, extra_headers, body = fault.respond(rec)
+        names = {k.lower() for k, _ in extra_headers}
+        head = f"HTTP/1.1 {status} Made Up\r\n"
+        for k, v in extra_headers:
+            head += f"{k}: {v}\r\n"
+        if "content-length" not in names:
+            head += f"Content-Length: {len(body)}\r\n"
+        head += "Connection: close\r\n\r\n"
+        rec.status = status
+        rec.fault = "respond"
+        self.wfile.write(head.encode() + body)
+        self.wfile.flush()
+        rec.body_bytes = len(body)
+        return False
+
     def _relay_rest(self, rec, resp, up_r, fault):
         status_line, headers, _ = resp
         rec.status = int(status_line.split(" ")[1])
@@ -280,7 +327,29 @@ class _Handler(socketserver.StreamRequestHandler):
                 rec.body_bytes += len(data)
             self.wfile.flush()
             return False
-        return self._relay_sized(rec, int(h["content-length"]), up_r, fault) and keep
+        if fault and fault.dribble:
+            return self._dribble(rec, int(h["content-length"]), up_r, fault)
+        ok = self._relay_sized(rec, int(h["content-length"]), up_r, fault) and keep
+        if ok and fault and fault.extra:
+            rec.fault = "extra"
+            self.wfile.write(fault.extra)
+            self.wfile.flush()
+        return ok
+
+    def _dribble(self, rec, length, up_r, fault):
+        """One byte every fault.dribble seconds, until done or the client gives up."""
+        rec.fault = "dribble"
+        body = up_r.read(length)
+        for i in range(len(body)):
+            self.wfile.write(body[i:i + 1])
+            self.wfile.flush()
+            rec.body_bytes += 1
+            deadline = time.monotonic() + fault.dribble
+            while time.monotonic() < deadline:
+                if self._client_gone() or self.server.stopping:
+                    return False
+                time.sleep(0.05)
+        return False
 
     def _relay_sized(self, rec, length, up_r, fault):
         cut = fault.cut_after if fault else None

@@ -130,7 +130,8 @@ def s3_job(agent_or_endpoint, credentials="static", access_key=harness.ACCESS_KE
     static = credentials == "static"
     return {"region": harness.REGION, "endpoint": endpoint, "addressing": "path",
             "credentials": credentials, "access_key_id": access_key if static else None,
-            "secret_access_key": secret_key if static else None, "session_token": None}
+            "secret_access_key": secret_key if static else None, "session_token": None,
+            "low_speed_limit": 1024, "low_speed_time_usec": 30_000_000}
 
 
 def worker_job(step, fields):
