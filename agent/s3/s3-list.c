@@ -298,3 +298,50 @@ char *s3_etag_unquote(const char *s, size_t n) {
         }
         return strndup(s, n);
 }
+
+int s3_content_type_is_xml(const char *content_type, char **ret_type) {
+        _cleanup_free_ char *type = NULL;
+
+        if (!content_type)
+                return 1;              /* not said: let the parser judge */
+        type = strndup(content_type, strcspn(content_type, "; \t"));
+        if (!type)
+                return -ENOMEM;
+        if (strcasestr(type, "xml"))
+                return 1;
+        *ret_type = TAKE_PTR(type);
+        return 0;
+}
+
+void s3_token_set_done(S3TokenSet *s) {
+        free(s->hashes);
+        *s = (S3TokenSet) {};
+}
+
+/* FNV-1a: no defence against crafted collisions is needed, as a collision
+ * only ends a listing early with an error. */
+static uint64_t token_hash(const char *s) {
+        uint64_t h = UINT64_C(14695981039346656037);
+
+        for (; *s; s++)
+                h = (h ^ (uint8_t) *s) * UINT64_C(1099511628211);
+        return h;
+}
+
+int s3_token_set_add(S3TokenSet *s, const char *token) {
+        uint64_t h = token_hash(token), *p;
+
+        for (size_t i = 0; i < s->n; i++)
+                if (s->hashes[i] == h)
+                        return 1;
+        if (s->n == s->allocated) {
+                size_t a = s->allocated ? s->allocated * 2 : 16;
+                p = reallocarray(s->hashes, a, sizeof(uint64_t));
+                if (!p)
+                        return -ENOMEM;
+                s->hashes = p;
+                s->allocated = a;
+        }
+        s->hashes[s->n++] = h;
+        return 0;
+}

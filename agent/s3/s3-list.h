@@ -31,3 +31,21 @@ int s3_error_parse(const char *xml, size_t n, char **ret_code, char **ret_messag
 /* An ETag as S3 spells it ("\"abc\"", surrounding blanks) without quotes:
  * malloc'd, NULL on OOM. */
 char *s3_etag_unquote(const char *s, size_t n);
+
+/* The Content-Type of a listing: 1 when it names XML or is absent (the
+ * parser judges), 0 when it does not, with *ret_type its media type
+ * (malloc'd, parameters cut off). */
+int s3_content_type_is_xml(const char *content_type, char **ret_type);
+
+/* The continuation tokens of one listing, as 64-bit hashes (8 bytes a page
+ * however long S3's tokens are): a server that hands out a token it gave
+ * before would loop until the page limit. */
+typedef struct S3TokenSet {
+        uint64_t *hashes;
+        size_t n;
+        size_t allocated;
+} S3TokenSet;
+void s3_token_set_done(S3TokenSet *s);
+
+/* 1: seen before; 0: new, now added; -ENOMEM. */
+int s3_token_set_add(S3TokenSet *s, const char *token);

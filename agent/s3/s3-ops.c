@@ -102,18 +102,15 @@ int s3_get_small(S3Client *c, const char *bucket, const char *key, const char *i
 /* ---- listing ---- */
 
 /* A 200 that is not XML (a captive portal's or a load balancer's HTML
- * page) says so by its Content-Type: name it rather than the XML parser's
- * complaint about its first line. No Content-Type: let the parser judge. */
+ * page) is named by its Content-Type rather than by the XML parser's
+ * complaint about its first line. */
 static int check_list_type(const char *content_type, const char *what, char **ret_error) {
         _cleanup_free_ char *type = NULL;
+        int r;
 
-        if (!content_type)
-                return 0;
-        type = strndup(content_type, strcspn(content_type, "; "));
-        if (!type)
-                return -ENOMEM;
-        if (strcasestr(type, "xml"))
-                return 0;
+        r = s3_content_type_is_xml(content_type, &type);
+        if (r != 0)
+                return r < 0 ? r : 0;
         return error_set(ret_error, -EBADMSG, "%s: ListObjectsV2 returned %s, not XML", what,
                          isempty(type) ? "an empty Content-Type" : type);
 }
@@ -146,56 +143,15 @@ static int list_page(S3Client *c, const char *bucket, const char *prefix, const 
         return 0;
 }
 
-/* Tokens seen so far, as 64-bit FNV-1a hashes (8 bytes a page, however
- * long S3's tokens are): a server that hands out a token it gave before
- * would otherwise loop until LIST_PAGES_MAX. */
-typedef struct TokenSet {
-        uint64_t *hashes;
-        size_t n;
-        size_t allocated;
-} TokenSet;
-
-static void token_set_done(TokenSet *s) {
-        free(s->hashes);
-        *s = (TokenSet) {};
-}
-
-static uint64_t token_hash(const char *s) {
-        uint64_t h = UINT64_C(14695981039346656037);
-
-        for (; *s; s++)
-                h = (h ^ (uint8_t) *s) * UINT64_C(1099511628211);
-        return h;
-}
-
-/* 1: seen before; 0: added. */
-static int token_set_add(TokenSet *s, const char *token) {
-        uint64_t h = token_hash(token), *p;
-
-        for (size_t i = 0; i < s->n; i++)
-                if (s->hashes[i] == h)
-                        return 1;
-        if (s->n == s->allocated) {
-                size_t a = MAX(s->allocated * 2, (size_t) 16);
-                p = reallocarray(s->hashes, a, sizeof(uint64_t));
-                if (!p)
-                        return -ENOMEM;
-                s->hashes = p;
-                s->allocated = a;
-        }
-        s->hashes[s->n++] = h;
-        return 0;
-}
-
 /* After a truncated page: its token must be there and new. */
-static int next_token(TokenSet *seen, S3ListPage *page, unsigned n, const char *what, char **ret_token,
+static int next_token(S3TokenSet *seen, S3ListPage *page, unsigned n, const char *what, char **ret_token,
                       char **ret_error) {
         int r;
 
         if (isempty(page->next_token))
                 return error_set(ret_error, -EBADMSG, "%s: truncated page %u without a NextContinuationToken",
                                  what, n + 1);
-        r = token_set_add(seen, page->next_token);
+        r = s3_token_set_add(seen, page->next_token);
         if (r < 0)
                 return r;
         if (r > 0)
@@ -209,7 +165,7 @@ static int next_token(TokenSet *seen, S3ListPage *page, unsigned n, const char *
 int s3_list_objects(S3Client *c, const char *bucket, const char *prefix,
                     s3_object_cb cb, void *userdata, char **ret_error) {
         _cleanup_free_ char *token = NULL, *what = NULL;
-        _cleanup_(token_set_done) TokenSet seen = {};
+        _cleanup_(s3_token_set_done) S3TokenSet seen = {};
         int r;
 
         what = strdup_printf("LIST s3://%s/%s", strempty(bucket), strempty(prefix));

@@ -169,6 +169,38 @@ static void test_etag_unquote(void **state) {
         assert_string_equal(d, "");
 }
 
+static void test_content_type(void **state) {
+        _cleanup_free_ char *html = NULL, *empty = NULL;
+        char *none = NULL;
+
+        assert_int_equal(s3_content_type_is_xml(NULL, &none), 1);
+        assert_int_equal(s3_content_type_is_xml("application/xml", &none), 1);
+        assert_int_equal(s3_content_type_is_xml("text/XML; charset=utf-8", &none), 1);
+        assert_null(none);
+        assert_int_equal(s3_content_type_is_xml("text/html; charset=utf-8", &html), 0);
+        assert_string_equal(html, "text/html");
+        assert_int_equal(s3_content_type_is_xml("", &empty), 0);
+        assert_string_equal(empty, "");
+}
+
+static void test_token_set(void **state) {
+        _cleanup_(s3_token_set_done) S3TokenSet seen = {};
+        char token[32];
+
+        /* the same token again, and a cycle back to an older one */
+        assert_int_equal(s3_token_set_add(&seen, "a"), 0);
+        assert_int_equal(s3_token_set_add(&seen, "a"), 1);
+        assert_int_equal(s3_token_set_add(&seen, "b/+="), 0);
+        assert_int_equal(s3_token_set_add(&seen, "a"), 1);
+        /* many distinct tokens grow the set and stay distinct */
+        for (unsigned i = 0; i < 1000; i++) {
+                snprintf(token, sizeof(token), "token-%u", i);
+                assert_int_equal(s3_token_set_add(&seen, token), 0);
+        }
+        assert_int_equal(s3_token_set_add(&seen, "token-517"), 1);
+        assert_int_equal(seen.n, 1002);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_list_page),
@@ -179,6 +211,8 @@ int main(void) {
                 cmocka_unit_test(test_error_body),
                 cmocka_unit_test(test_error_body_broken),
                 cmocka_unit_test(test_etag_unquote),
+                cmocka_unit_test(test_content_type),
+                cmocka_unit_test(test_token_set),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
