@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "common/fs-space.h"
 #include "common/fs-util.h"
 #include "common/log.h"
 #include "supervisor/pipeline-jobs.h"
@@ -120,6 +121,20 @@ static void fail(Pipeline *p, int r, const char *error) {
         log_event(LOG_ERR, LOG_MID_FAILED, "%s: %s", s->name, error);
         (void) state_set(&s->state->last_error, error);
         finish(p, r < 0 ? r : -EIO);
+}
+
+/* The in-flight record is what crash recovery relies on: no step runs
+ * without it. Say which file, why, and how full its file system is. */
+static void fail_unsaved(Pipeline *p, Step step, int r) {
+        char space[FS_SPACE_TEXT_MAX];
+        _cleanup_free_ char *msg = NULL;
+
+        if (r == -ENOMEM)
+                return fail(p, r, "cannot save the state: out of memory");
+        service_describe_state_fs(p->service, space);
+        msg = strdup_printf("%s: not started, the in-flight record cannot be saved: writing %s: %s (%s)",
+                            step_names[step], p->service->state_path, strerror(-r), space);
+        fail(p, r, msg ?: "cannot save the state");
 }
 
 static void remember_pointer(Pipeline *p);
@@ -497,7 +512,7 @@ static void run_step(Pipeline *p, Step step) {
             set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
         if (r < 0) {
                 json_decref(job);
-                return fail(p, r, "cannot save the state");
+                return fail_unsaved(p, step, r);
         }
         service_set_activity(s, "%s %s", step_names[step], p->target.sha ?: "");
         service_emit(s, step_names[step], 0, 0);

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "common/fs-space.h"
 #include "config/config.h"
 #include "supervisor/pipeline-types.h"
 #include "supervisor/state.h"
@@ -78,4 +79,7 @@ Service *service_free(Service *s);
 void service_emit(Service *s, const char *step, uint64_t bytes, uint64_t total);
 
 int service_save_state(Service *s);
+
+/* The file system of the service's state dir, for messages (fs-space.h). */
+void service_describe_state_fs(const Service *s, char buf[static FS_SPACE_TEXT_MAX]);
 void service_set_activity(Service *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
