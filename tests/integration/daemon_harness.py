@@ -270,14 +270,16 @@ class Daemon:
             self.sb.add_unit(svc.unit, svc.unit_text())
         return svc
 
-    def start(self, boot_timeout=60.0):
+    def start(self, boot_timeout=60.0, start_agent=True):
+        """Boot the sandbox; with start_agent=False the agent is left stopped (a test
+        mounts something in the sandbox first, then sb.systemctl("start", AGENT))."""
         self.write_config()
         units = {AGENT: self.shipped_unit(), f"{AGENT}.d/50-test.conf": self.dropin()}
         for svc in self.services.values():
             units[svc.unit] = svc.unit_text()
         # Only the agent starts at boot: the services have nothing to run before their
         # first deploy; the agent's RestartUnit starts them.
-        self.sb = systemd_sandbox.Sandbox(self.workdir, units, start=(AGENT,),
+        self.sb = systemd_sandbox.Sandbox(self.workdir, units, start=(AGENT,) if start_agent else (),
                                           binds={STATE_DIR: self.state_dir},
                                           boot_timeout=boot_timeout)
         return self
