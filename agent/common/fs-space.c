@@ -59,13 +59,17 @@ static int mount_key(const char *path, uint64_t *ret) {
         return 0;
 }
 
-void fs_mount_point(const char *path, char *buf, size_t size) {
+/* 0 and the mount point in buf, or -errno when path cannot be looked at (a
+ * worker without search permission on a parent). */
+static int mount_point(const char *path, char *buf, size_t size) {
         char cur[PATH_MAX];
         uint64_t key, up_key;
+        int r;
 
-        snprintf(buf, size, "%s", path);
-        if (path[0] != '/' || strlen(path) >= sizeof cur || mount_key(path, &key) < 0)
-                return;
+        if (path[0] != '/' || strlen(path) >= sizeof cur)
+                return -EINVAL;
+        if ((r = mount_key(path, &key)) < 0)
+                return r;
         strcpy(cur, path);
         for (;;) {
                 char *slash = strrchr(cur, '/');
@@ -83,6 +87,12 @@ void fs_mount_point(const char *path, char *buf, size_t size) {
                 }
         }
         snprintf(buf, size, "%s", cur);
+        return 0;
+}
+
+void fs_mount_point(const char *path, char *buf, size_t size) {
+        if (mount_point(path, buf, size) < 0)
+                snprintf(buf, size, "%s", path);
 }
 
 int fs_space_free(const char *path, uint64_t *ret) {
@@ -94,26 +104,42 @@ int fs_space_free(const char *path, uint64_t *ret) {
         return 0;
 }
 
-void fs_space_describe(const char *path, uint64_t need, char buf[static FS_SPACE_TEXT_MAX]) {
+static void describe(const struct statfs *sf, const char *path, uint64_t need,
+                     char buf[static FS_SPACE_TEXT_MAX]) {
         char mnt[PATH_MAX], type_buf[32], avail[16], total[16], needs[16];
-        const char *type;
+        uint64_t unit = (uint64_t) (sf->f_frsize ?: sf->f_bsize); /* old kernels leave f_frsize 0 */
+        const char *type = fs_type_name(sf->f_type);
+        bool found = mount_point(path, mnt, sizeof mnt) >= 0;
+
+        if (!type) {
+                snprintf(type_buf, sizeof type_buf, "file system 0x%lx", (unsigned long) sf->f_type);
+                type = type_buf;
+        }
+        fs_format_bytes((uint64_t) sf->f_bavail * unit, avail);
+        fs_format_bytes((uint64_t) sf->f_blocks * unit, total);
+        fs_format_bytes(need, needs);
+        /* a worker may not see the mount point's parents: then name the path */
+        snprintf(buf, FS_SPACE_TEXT_MAX, "%s %s %s: %s free of %s%s%s%s", type, found ? "at" : "holding",
+                 found ? mnt : path, avail, total, (sf->f_flags & ST_RDONLY) ? ", read-only" : "",
+                 need > 0 ? "; needs " : "", need > 0 ? needs : "");
+}
+
+void fs_space_describe(const char *path, uint64_t need, char buf[static FS_SPACE_TEXT_MAX]) {
         struct statfs sf;
 
         if (statfs(path, &sf) < 0) {
                 snprintf(buf, FS_SPACE_TEXT_MAX, "cannot statfs %s: %s", path, strerror(errno));
                 return;
         }
-        type = fs_type_name(sf.f_type);
-        if (!type) {
-                snprintf(type_buf, sizeof type_buf, "file system 0x%lx", (unsigned long) sf.f_type);
-                type = type_buf;
+        describe(&sf, path, need, buf);
+}
+
+void fs_space_describe_fd(int fd, const char *path, uint64_t need, char buf[static FS_SPACE_TEXT_MAX]) {
+        struct statfs sf;
+
+        if (fstatfs(fd, &sf) < 0) {
+                snprintf(buf, FS_SPACE_TEXT_MAX, "cannot statfs %s: %s", path, strerror(errno));
+                return;
         }
-        fs_mount_point(path, mnt, sizeof mnt);
-        /* statfs counts blocks in f_frsize units; old kernels leave it 0 */
-        fs_format_bytes((uint64_t) sf.f_bavail * (uint64_t) (sf.f_frsize ?: sf.f_bsize), avail);
-        fs_format_bytes((uint64_t) sf.f_blocks * (uint64_t) (sf.f_frsize ?: sf.f_bsize), total);
-        fs_format_bytes(need, needs);
-        snprintf(buf, FS_SPACE_TEXT_MAX, "%s at %s: %s free of %s%s%s%s", type, mnt, avail, total,
-                 (sf.f_flags & ST_RDONLY) ? ", read-only" : "", need > 0 ? "; needs " : "",
-                 need > 0 ? needs : "");
+        describe(&sf, path, need, buf);
 }

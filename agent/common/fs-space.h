@@ -21,5 +21,9 @@ void fs_mount_point(const char *path, char *buf, size_t size);
  * when known). Never fails: a statfs error is described instead. */
 void fs_space_describe(const char *path, uint64_t need, char buf[static FS_SPACE_TEXT_MAX]);
 
+/* The same for the file system of fd, open on path: for a worker that may
+ * open its directory but not look at the path's parents. */
+void fs_space_describe_fd(int fd, const char *path, uint64_t need, char buf[static FS_SPACE_TEXT_MAX]);
+
 /* Bytes an unprivileged writer may still use on path's file system. */
 int fs_space_free(const char *path, uint64_t *ret);

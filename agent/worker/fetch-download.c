@@ -219,7 +219,7 @@ static int attempt(Stream *s, char **ret_error) {
                 char space[FS_SPACE_TEXT_MAX], at[16];
 
                 /* the .part is discarded (fetch_download): freeing space is enough */
-                fs_space_describe(d->dir, s->total, space);
+                fs_space_describe_fd(d->dir_fd, d->dir, s->total, space);
                 fs_format_bytes(s->bytes, at);
                 return error_set(ret_error, s->write_error, "writing %s/%s after %s: %s (%s)", d->dir, d->part,
                                  at, strerror(-s->write_error), space);

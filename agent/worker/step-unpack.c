@@ -263,10 +263,12 @@ static int preflight(Unpack *j, int archive_fd, char **ret_error) {
 
 /* A local failure (full, read-only, I/O error): what, where, why, and the
  * file system as it is now and was before the unpack. */
-static int local_failure(const Unpack *j, const char *staging, int r, const char *why, char **ret_error) {
+static int local_failure(const Unpack *j, int releases_fd, const char *staging, int r, const char *why,
+                         char **ret_error) {
         char space[FS_SPACE_TEXT_MAX], before[16];
 
-        fs_space_describe(j->releases_dir, j->need, space);
+        /* unprivileged by now: through the fd, the path's parents may be closed to us */
+        fs_space_describe_fd(releases_fd, j->releases_dir, j->need, space);
         fs_format_bytes(j->free_before, before);
         return error_set(ret_error, r, "%s under %s/%s: %s (%s; %s free before the unpack)",
                          why ?: "extracting", j->releases_dir, staging, strerror(-r), space,
@@ -292,7 +294,7 @@ static int extract(const Unpack *j, WorkerContext *w, int archive_fd, int releas
         if (r < 0) {
                 *ret_bad = unpack_error_is_bad(r);
                 if (!*ret_bad)
-                        return local_failure(j, staging, r, why, ret_error);
+                        return local_failure(j, releases_fd, staging, r, why, ret_error);
                 return error_set(ret_error, r, "%s", why ?: strerror(-r));
         }
         return publish(j, releases_fd, staging_fd, staging, ret_error);
