@@ -128,6 +128,7 @@ Service *service_free(Service *s) {
         free(s->pending_sha);
         free(s->pending_reason);
         free(s->saved_state);
+        free(s->aging_sha);
         free(s->name);
         free(s);
         return NULL;

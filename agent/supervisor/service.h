@@ -65,6 +65,13 @@ struct Service {
         unsigned seq;                  /* number of the running or last pipeline */
         uint64_t last_poll_usec;       /* realtime; not persisted */
         char *saved_state;             /* state.json as last written */
+        /* min_age: the newest build's age as first seen on the wall clock, then
+         * counted on CLOCK_MONOTONIC, so a wall clock that jumps afterwards
+         * neither takes it early nor holds it back (pipeline.c) */
+        char *aging_sha;
+        uint64_t aging_modified_usec;  /* its LastModified */
+        uint64_t aging_first_mono_usec;
+        uint64_t aging_first_age_usec;
         PipelineKind pending_kind;     /* an operator's request waiting, or _PIPELINE_KIND_NONE */
         char *pending_sha;
         char *pending_reason;

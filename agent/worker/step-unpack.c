@@ -169,8 +169,14 @@ static int create_staging(const Unpack *j, int releases_fd, char name[static STA
                 snprintf(name, STAGING_NAME_MAX, STAGING_PREFIX "%s-%s", j->sha, suffix);
                 if (mkdirat(releases_fd, name, 0700) >= 0)
                         return 0;
-                if (errno != EEXIST)
-                        return error_set(ret_error, -errno, "mkdir %s/%s: %m", j->releases_dir, name);
+                if (errno != EEXIST) {
+                        char space[FS_SPACE_TEXT_MAX];
+                        int r = -errno;
+
+                        fs_space_describe_fd(releases_fd, j->releases_dir, 0, space);
+                        return error_set(ret_error, r, "mkdir %s/%s: %s (%s)", j->releases_dir, name,
+                                         strerror(-r), space);
+                }
         }
         return error_set(ret_error, -EEXIST, "no free staging name in %s", j->releases_dir);
 }

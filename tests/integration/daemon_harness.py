@@ -189,7 +189,7 @@ class Daemon:
     Not started until start()."""
 
     def __init__(self, s3, workdir, services=("app",), *, debug=False, watchdog_sec=None,
-                 agent_overrides=None):
+                 agent_overrides=None, environment=None):
         self.s3 = s3
         self.workdir = pathlib.Path(workdir)
         self.build_dir = REPO / ("build-debug" if debug else "build")
@@ -197,6 +197,7 @@ class Daemon:
         if not self.binary.exists():
             raise RuntimeError(f"{self.binary} not built: run `make{' debug' if debug else ''}`")
         self.watchdog_sec = watchdog_sec
+        self.environment = dict(environment or {})  # Environment= of the agent's drop-in
         self.config_path = self.workdir / "deploy.ini"
         self.state_dir = self.workdir / "state"
         harness.make_dir(self.workdir / "srv")
@@ -260,6 +261,7 @@ class Daemon:
         ]
         if self.watchdog_sec:
             lines.append(f"WatchdogSec={self.watchdog_sec}")
+        lines += [f"Environment={k}={v}" for k, v in self.environment.items()]
         return "\n".join(lines) + "\n"
 
     def add_service(self, name):

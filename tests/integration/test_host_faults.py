@@ -323,3 +323,90 @@ def test_unit_masked(host):
     host.agent_unchanged()
     host.complete(unit)
     print(host.status())
+
+
+# ---- the wall clock jumps ----
+
+HOURS5 = 5 * 3600
+MIN_AGE = 20
+
+
+def polls(d, svc):
+    return d.agent_log().count(f"{svc.name}: discover: newest is ")
+
+
+def test_wall_clock_jumps_forward_and_back(request, s3):
+    """The debug build's fake wall clock (DEPLOY_AGENT_DEBUG_FAKE_CLOCK_FILE, see
+    now_usec() in agent/common/util.c) jumps +5h, then -5h, while the agent runs. The
+    real clock of this shared machine is never touched. Polls keep their 1s schedule
+    (CLOCK_MONOTONIC timers), a min_age build seen before the jumps waits min_age of real
+    time whatever the wall clock does, and history keeps the order deploys happened in
+    (its timestamps go back; deployctl shows it in deploy order)."""
+    workdir = dh.new_workdir("clock")
+    clock = workdir / "fake-clock-offset"
+    clock.write_text("0\n")
+    d = dh.Daemon(s3, workdir, ("ok", "aged"), debug=True,
+                  environment={"DEPLOY_AGENT_DEBUG_FAKE_CLOCK_FILE": clock})
+    ok, aged = d["ok"], d["aged"]
+    aged.config["min_age"] = f"{MIN_AGE}s"
+    failed = True
+    try:
+        d.start()
+        shas = [new_sha()]
+        d.publish(ok, shas[0])
+        ok.wait_settled(shas[0])
+        pid = d.main_pid()
+
+        def polls_go_on(what):
+            n = polls(d, ok)
+            wait_until(lambda: polls(d, ok) >= n + 3, 30, f"3 more polls of ok after {what}")
+
+        def deploy_ok(what):
+            shas.append(new_sha())
+            t0 = time.monotonic()
+            d.publish(ok, shas[-1])
+            ok.wait_settled(shas[-1])
+            TIMES[f"deploy after {what}"] = time.monotonic() - t0
+
+        # a min_age build first seen now: held for min_age of real time
+        aged_sha = new_sha()
+        t0 = time.monotonic()
+        d.publish(aged, aged_sha)
+        wait_until(lambda: f"aged: {aged_sha} is younger than min_age" in d.agent_log(), 30,
+                   "aged: the build seen and held for min_age")
+
+        # +5h: timers neither fire early nor stall, deploys go on, and the held build
+        # is not taken early (its age is counted on CLOCK_MONOTONIC once seen)
+        clock.write_text(f"{HOURS5}\n")
+        polls_go_on("+5h")
+        deploy_ok("+5h jump")
+        if time.monotonic() - t0 < MIN_AGE - 2:  # only while it is surely still too young
+            assert aged.current() != aged_sha, "aged taken early after the +5h jump"
+
+        # -5h (back to the real time): the held build is not held 5h longer
+        clock.write_text("0\n")
+        polls_go_on("-5h")
+        deploy_ok("-5h jump")
+        aged.wait_settled(aged_sha, timeout=MIN_AGE + 60)
+        waited = time.monotonic() - t0
+        assert waited >= MIN_AGE, f"aged taken after {waited:.1f}s, before its min_age of {MIN_AGE}s"
+        TIMES[f"min_age build across +5h/-5h (min_age {MIN_AGE}s)"] = waited
+
+        clock.write_text(f"{-HOURS5}\n")              # another -5h: history goes back in time
+        deploy_ok("a second -5h jump")
+
+        assert d.main_pid() == pid and d.n_restarts() == 0
+        hist = [h["sha"] for h in ok.history()]
+        pos = [hist.index(sha) for sha in shas]
+        assert pos == sorted(pos), f"history {hist} is not in deploy order {shas}"
+        shown = d.sb.run(str(dh.REPO / "build" / "deployctl"), "history", "ok").stdout
+        at = [shown.find(sha[:12]) for sha in shas]
+        assert -1 not in at and at == sorted(at), f"deployctl history is not in deploy order:\n{shown}"
+        print(shown)
+        failed = False
+    finally:
+        d.close()
+        if failed or os.environ.get("KEEP_TEST_DIRS"):
+            print(f"\n[daemon work dir kept: {workdir}]")
+        else:
+            dh.remove_workdir(workdir)
