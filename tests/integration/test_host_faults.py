@@ -311,18 +311,47 @@ def test_state_dir_removed_is_made_again(host):
 
 # ---- the unit to restart ----
 
-def test_unit_masked(host):
+def mask(host, unit, how):
+    """Mask (a /dev/null link) or remove the unit, in the sandbox's highest unit dir."""
+    target = "/dev/null" if how == "mask" else "/nonexistent"
+    host.sh(f"mkdir -p /run/systemd/system.control && ln -sfn {target} /run/systemd/system.control/{unit}"
+            if how == "mask" else f"mv /run/systemd/system/{unit} /run/systemd/{unit}.away")
+    host.sb.systemctl("daemon-reload")
+
+
+def unmask(host, unit, how):
+    host.sh(f"rm -f /run/systemd/system.control/{unit}" if how == "mask"
+            else f"mv /run/systemd/{unit}.away /run/systemd/system/{unit}")
+    host.sb.systemctl("daemon-reload")
+
+
+@pytest.mark.parametrize("how,reason", [("mask", "is masked"), ("remove", "not found")])
+def test_unit_masked_or_missing(host, how, reason):
+    """RestartUnit is refused: the restart fails with systemd's own words, the release is
+    rolled back and marked bad ("Failure handling": a restart that fails after the swap).
+    The running process was never stopped (systemd refused the job), so the service
+    stays up on the old build. Once the unit is back, the next build deploys; the one
+    marked bad waits for an operator (`deployctl deploy SHA` overrides the mark)."""
     d, unit = host.d, host.d["unit"]
     before = unit.current()
-    d.sb.systemctl("mask", "--runtime", unit.unit)
+    mask(host, unit.unit, how)
     sha = new_sha()
     d.publish(unit, sha)
-    host.wait_error(unit, f"RestartUnit {unit.unit}: Unit {unit.unit} is masked")
-    wait_until(lambda: unit.current() == before, 60, f"unit: current back at {before}")
+    host.wait_error(unit, f"restart: RestartUnit {unit.unit}: Unit {unit.unit} {reason}")
+    wait_until(lambda: unit.bad_entry(sha) is not None and unit.current() == before, 60,
+               f"unit: {sha} rolled back to {before} and marked bad")
+    assert f"Unit {unit.unit} {reason}" in unit.bad_entry(sha)["reason"]
+    assert unit.health() == (200, before), "the old build stopped serving"
     host.ok_keeps_deploying()
     host.agent_unchanged()
     host.complete(unit)
-    print(host.status())
+    nxt = new_sha()
+
+    def clear():
+        unmask(host, unit.unit, how)
+        d.publish(unit, nxt)  # after the unit is back: published before, it could be refused too
+
+    host.recover(f"unit {how} (unmasked -> next build deployed)", unit, nxt, clear)
 
 
 # ---- the wall clock jumps ----
