@@ -20,7 +20,10 @@
  * Errors: -EBADMSG when the archive is hostile or corrupt, -EFBIG past
  * max_unpacked_size, -E2BIG past max_entries; any other -errno is a local
  * failure (ENOSPC, EACCES, EIO, ENOMEM, ...). The caller marks the build bad
- * for the first three only. */
+ * for the first three only. For a local failure of one entry ret_error says
+ * only what was being done (`writing "data/blob.bin"`, or `reading`): the caller knows
+ * where (the staging dir) and adds that, the errno text and the file
+ * system's space. */
 #define _GNU_SOURCE
 #include <stddef.h>     /* unpack.h uses size_t without it */
 
@@ -171,6 +174,14 @@ static int archive_failure(Unpack *u, struct archive *a, const char *path) {
 
         if (!s)
                 s = "unknown libarchive error";
+        /* libarchive says only "Write failed": the errno is the reason, and
+         * the caller adds where (docs/design.md, "Failure handling"). */
+        if (path && r != -EBADMSG && r != -EFBIG) {
+                char name[UNPACK_NAME_SHOWN + 4];
+
+                shown_name(path, name);
+                return error_set(u->ret_error, r, "%s \"%s\"", a == u->writer ? "writing" : "reading", name);
+        }
         if (path)
                 return entry_error(u, r, path, "%s", s);
         return error_set(u->ret_error, r, "archive: %s", s);

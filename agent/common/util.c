@@ -5,12 +5,44 @@
 #include <ctype.h>
 #include <time.h>
 
+#ifdef DEPLOY_AGENT_DEBUG
+/* Debug builds only, for the clock-jump test (tests/integration/
+ * test_host_faults.py): the wall clock the agent reads is moved by the
+ * signed number of seconds in the file DEPLOY_AGENT_DEBUG_FAKE_CLOCK_FILE
+ * names, read at every call so that a test can jump it while the agent runs.
+ * Why not the real clock: the machine is shared. Why not libfaketime: it
+ * preloads into every process, so curl would sign S3 requests with the fake
+ * time (the SigV4 check would fail instead of our timers being tested), it
+ * fakes CLOCK_MONOTONIC too unless told not to, and it reads its own files
+ * inside confined workers. Here exactly what the agent reads as wall clock
+ * moves, and nothing else; CLOCK_MONOTONIC and CLOCK_BOOTTIME never do. A
+ * worker that may not read the file sees the real clock. */
+static int64_t fake_clock_offset_usec(void) {
+        const char *path = getenv("DEPLOY_AGENT_DEBUG_FAKE_CLOCK_FILE");
+        char buf[32] = "";
+        FILE *f;
+
+        if (!path || !(f = fopen(path, "re")))
+                return 0;
+        if (!fgets(buf, sizeof buf, f))
+                buf[0] = '\0';
+        fclose(f);
+        return (int64_t) strtoll(buf, NULL, 10) * (int64_t) USEC_PER_SEC;
+}
+#else
+static int64_t fake_clock_offset_usec(void) {
+        return 0;
+}
+#endif
+
 uint64_t now_usec(int clock_id) {
         struct timespec ts;
+        uint64_t t;
 
         if (clock_gettime(clock_id, &ts) < 0)
                 abort();
-        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+        t = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+        return clock_id == CLOCK_REALTIME ? t + (uint64_t) fake_clock_offset_usec() : t;
 }
 
 void free_secret(char *s) {

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "common/fs-space.h"
 #include "common/fs-util.h"
 #include "common/log.h"
 #include "supervisor/pipeline-jobs.h"
@@ -122,6 +123,20 @@ static void fail(Pipeline *p, int r, const char *error) {
         finish(p, r < 0 ? r : -EIO);
 }
 
+/* The in-flight record is what crash recovery relies on: no step runs
+ * without it. Say which file, why, and how full its file system is. */
+static void fail_unsaved(Pipeline *p, Step step, int r) {
+        char space[FS_SPACE_TEXT_MAX];
+        _cleanup_free_ char *msg = NULL;
+
+        if (r == -ENOMEM)
+                return fail(p, r, "cannot save the state: out of memory");
+        service_describe_state_fs(p->service, space);
+        msg = strdup_printf("%s: not started, the in-flight record cannot be saved: writing %s: %s (%s)",
+                            step_names[step], p->service->state_path, strerror(-r), space);
+        fail(p, r, msg ?: "cannot save the state");
+}
+
 static void remember_pointer(Pipeline *p);
 
 static void mark_bad(Pipeline *p, const char *reason, const char *outcome) {
@@ -164,6 +179,27 @@ static void remember_pointer(Pipeline *p) {
                 (void) state_set(&p->service->state->pointer_etag, p->target.pointer_etag);
 }
 
+/* How old the target is for min_age. The wall clock is read once, when the
+ * build is first seen (LastModified is S3's wall clock: nothing else to
+ * compare it with); from then on its age grows with CLOCK_MONOTONIC. A
+ * wall clock set back by hours would otherwise hold the build back by as
+ * much, one set forward would take it at once. */
+static uint64_t target_age_usec(Service *s, const Target *t) {
+        uint64_t wall = now_usec(CLOCK_REALTIME), mono = now_usec(CLOCK_MONOTONIC);
+        uint64_t wall_age = wall > t->last_modified_usec ? wall - t->last_modified_usec : 0;
+
+        if (!streq_ptr(s->aging_sha, t->sha) || s->aging_modified_usec != t->last_modified_usec) {
+                free(s->aging_sha);
+                s->aging_sha = strdup(t->sha);
+                if (!s->aging_sha)
+                        return wall_age;
+                s->aging_modified_usec = t->last_modified_usec;
+                s->aging_first_mono_usec = mono;
+                s->aging_first_age_usec = wall_age;
+        }
+        return s->aging_first_age_usec + (mono - s->aging_first_mono_usec);
+}
+
 /* 1: deploy the target; 0: nothing to do (logged why). */
 static int should_deploy(Pipeline *p) {
         Service *s = p->service;
@@ -179,7 +215,7 @@ static int should_deploy(Pipeline *p) {
                          strempty(bad->reason), s->state->current ?: "nothing");
                 return 0;
         }
-        if (p->target.last_modified_usec + s->cfg->min_age_usec > now_usec(CLOCK_REALTIME)) {
+        if (target_age_usec(s, &p->target) < s->cfg->min_age_usec) {
                 log_info("%s: %s is younger than min_age; not ready yet", s->name, p->target.sha);
                 return 0;
         }
@@ -497,7 +533,7 @@ static void run_step(Pipeline *p, Step step) {
             set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
         if (r < 0) {
                 json_decref(job);
-                return fail(p, r, "cannot save the state");
+                return fail_unsaved(p, step, r);
         }
         service_set_activity(s, "%s %s", step_names[step], p->target.sha ?: "");
         service_emit(s, step_names[step], 0, 0);

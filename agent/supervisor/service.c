@@ -8,6 +8,7 @@
 #include <pwd.h>
 #include <sys/stat.h>
 
+#include "common/fs-space.h"
 #include "common/fs-util.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -53,6 +54,18 @@ static int resolve_users(Service *s) {
         return 0;
 }
 
+static int prepare_state_dir(Service *s) {
+        int r = mkdir_p(s->downloads_dir, 0750);
+
+        if (r < 0)
+                return log_error_errno(r, "%s: creating %s: %m", s->name, s->downloads_dir);
+        if (s->drop && chown(s->downloads_dir, s->worker_uid, s->worker_gid) < 0)
+                return log_error_errno(-errno, "%s: chown %s: %m", s->name, s->downloads_dir);
+        return 0;
+}
+
+/* The root is made at start only: one removed later stays removed (unpack
+ * says so), see docs/design.md, "Failure handling". */
 static int prepare_dirs(Service *s) {
         const char *state_dir = s->config->agent.state_dir;
         int r;
@@ -60,10 +73,10 @@ static int prepare_dirs(Service *s) {
         snprintf(s->state_path, sizeof s->state_path, "%s/%s/state.json", state_dir, s->name);
         snprintf(s->downloads_dir, sizeof s->downloads_dir, "%s/%s/downloads", state_dir, s->name);
         snprintf(s->releases_dir, sizeof s->releases_dir, "%s/releases", s->cfg->root);
-        if ((r = mkdir_p(s->downloads_dir, 0750)) < 0 || (r = mkdir_p(s->cfg->root, 0755)) < 0)
-                return log_error_errno(r, "%s: creating %s or %s: %m", s->name, s->downloads_dir, s->cfg->root);
-        if (s->drop && chown(s->downloads_dir, s->worker_uid, s->worker_gid) < 0)
-                return log_error_errno(-errno, "%s: chown %s: %m", s->name, s->downloads_dir);
+        if ((r = prepare_state_dir(s)) < 0)
+                return r;
+        if ((r = mkdir_p(s->cfg->root, 0755)) < 0)
+                return log_error_errno(r, "%s: creating %s: %m", s->name, s->cfg->root);
         return 0;
 }
 
@@ -115,13 +128,41 @@ Service *service_free(Service *s) {
         free(s->pending_sha);
         free(s->pending_reason);
         free(s->saved_state);
+        free(s->aging_sha);
         free(s->name);
         free(s);
         return NULL;
 }
 
+void service_describe_state_fs(const Service *s, char buf[static FS_SPACE_TEXT_MAX]) {
+        char dir[sizeof s->state_path];
+        char *slash;
+
+        snprintf(dir, sizeof dir, "%s", s->state_path);
+        slash = strrchr(dir, '/');
+        if (slash && slash != dir)
+                *slash = '\0';
+        fs_space_describe(dir, 0, buf);
+}
+
+/* The state dir is the agent's own (systemd's StateDirectory= would make it
+ * again at the next start anyway): one removed while the agent runs is
+ * made again, with the downloads dir, and the write retried once. What it
+ * held is lost but for what the current symlink says. */
+static int write_state(Service *s, const char *text) {
+        int r = state_write(text, s->state_path);
+
+        if (r != -ENOENT)
+                return r;
+        log_warning("%s: %s is gone: making its directory again (history and bad builds are lost)",
+                    s->name, s->state_path);
+        r = prepare_state_dir(s);
+        return r < 0 ? r : state_write(text, s->state_path);
+}
+
 /* Written only when it changed: an idle poll costs no fsync. */
 int service_save_state(Service *s) {
+        char space[FS_SPACE_TEXT_MAX];
         char *text = state_format(s->state);
         int r;
 
@@ -131,10 +172,11 @@ int service_save_state(Service *s) {
                 free(text);
                 return 0;
         }
-        r = state_write(text, s->state_path);
+        r = write_state(s, text);
         if (r < 0) {
                 free(text);
-                return log_error_errno(r, "%s: saving %s: %m", s->name, s->state_path);
+                service_describe_state_fs(s, space);
+                return log_error_errno(r, "%s: saving %s: %m (%s)", s->name, s->state_path, space);
         }
         free(s->saved_state);
         s->saved_state = text;

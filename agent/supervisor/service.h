@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "common/fs-space.h"
 #include "config/config.h"
 #include "supervisor/pipeline-types.h"
 #include "supervisor/state.h"
@@ -64,6 +65,13 @@ struct Service {
         unsigned seq;                  /* number of the running or last pipeline */
         uint64_t last_poll_usec;       /* realtime; not persisted */
         char *saved_state;             /* state.json as last written */
+        /* min_age: the newest build's age as first seen on the wall clock, then
+         * counted on CLOCK_MONOTONIC, so a wall clock that jumps afterwards
+         * neither takes it early nor holds it back (pipeline.c) */
+        char *aging_sha;
+        uint64_t aging_modified_usec;  /* its LastModified */
+        uint64_t aging_first_mono_usec;
+        uint64_t aging_first_age_usec;
         PipelineKind pending_kind;     /* an operator's request waiting, or _PIPELINE_KIND_NONE */
         char *pending_sha;
         char *pending_reason;
@@ -78,4 +86,7 @@ Service *service_free(Service *s);
 void service_emit(Service *s, const char *step, uint64_t bytes, uint64_t total);
 
 int service_save_state(Service *s);
+
+/* The file system of the service's state dir, for messages (fs-space.h). */
+void service_describe_state_fs(const Service *s, char buf[static FS_SPACE_TEXT_MAX]);
 void service_set_activity(Service *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -11,6 +11,7 @@
 #include <sodium.h>
 #include <sys/stat.h>
 
+#include "common/fs-space.h"
 #include "common/util.h"
 
 #define PROGRESS_INTERVAL_USEC (250 * USEC_PER_MSEC)
@@ -214,9 +215,15 @@ static int attempt(Stream *s, char **ret_error) {
                 d->resumes++;
         s->write_error = 0;
         r = s3_get_object(d->client, d->bucket, d->key, &req, on_data, s, &resp, ret_error);
-        if (r < 0 && s->write_error < 0)
-                return error_set(ret_error, s->write_error, "writing %s/%s: %s", d->dir, d->part,
-                                 strerror(-s->write_error));
+        if (r < 0 && s->write_error < 0) {
+                char space[FS_SPACE_TEXT_MAX], at[16];
+
+                /* the .part is discarded (fetch_download): freeing space is enough */
+                fs_space_describe_fd(d->dir_fd, d->dir, s->total, space);
+                fs_format_bytes(s->bytes, at);
+                return error_set(ret_error, s->write_error, "writing %s/%s after %s: %s (%s)", d->dir, d->part,
+                                 at, strerror(-s->write_error), space);
+        }
         if (r < 0)
                 return r;
         if (resp.status != 200 && resp.status != 206)

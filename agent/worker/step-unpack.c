@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 
+#include "common/fs-space.h"
 #include "common/fs-util.h"
 #include "common/log.h"
 #include "worker/steps.h"
@@ -38,6 +39,8 @@ typedef struct Unpack {
         bool chown;                    /* hand staging and releases to uid:gid */
         uid_t uid;
         gid_t gid;
+        uint64_t need;                 /* estimated unpacked size, 0 when unknown */
+        uint64_t free_before;          /* free space under releases_dir before the unpack */
 } Unpack;
 
 /* Paths are absolute and the sha valid: the decoder checked. */
@@ -97,13 +100,23 @@ static int open_archive(const Unpack *j, int *ret_fd, char **ret_error) {
         return 0;
 }
 
-/* Only the last component is created: a missing ROOT is a setup error.
+/* Only the last component is created: a missing ROOT is a setup error (an
+ * operator who removed it meant it; docs/design.md, "Failure handling").
  * O_NOFOLLOW: releases must not be a link planted to get a chown. */
 static int open_releases(const Unpack *j, int *ret_fd, char **ret_error) {
+        char space[FS_SPACE_TEXT_MAX];
         int fd;
 
-        if (mkdir(j->releases_dir, 0755) < 0 && errno != EEXIST)
-                return error_set(ret_error, -errno, "mkdir %s: %m", j->releases_dir);
+        if (mkdir(j->releases_dir, 0755) < 0 && errno != EEXIST) {
+                int r = -errno;
+
+                if (r == -ENOENT)
+                        return error_set(ret_error, r, "mkdir %s: the service root is gone (%s): "
+                                         "not re-created; restore it or change root in the config",
+                                         j->releases_dir, strerror(-r));
+                fs_space_describe(j->releases_dir, 0, space);
+                return error_set(ret_error, r, "mkdir %s: %s (%s)", j->releases_dir, strerror(-r), space);
+        }
         fd = open(j->releases_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return error_set(ret_error, -errno, "open %s: %m", j->releases_dir);
@@ -156,8 +169,14 @@ static int create_staging(const Unpack *j, int releases_fd, char name[static STA
                 snprintf(name, STAGING_NAME_MAX, STAGING_PREFIX "%s-%s", j->sha, suffix);
                 if (mkdirat(releases_fd, name, 0700) >= 0)
                         return 0;
-                if (errno != EEXIST)
-                        return error_set(ret_error, -errno, "mkdir %s/%s: %m", j->releases_dir, name);
+                if (errno != EEXIST) {
+                        char space[FS_SPACE_TEXT_MAX];
+                        int r = -errno;
+
+                        fs_space_describe_fd(releases_fd, j->releases_dir, 0, space);
+                        return error_set(ret_error, r, "mkdir %s/%s: %s (%s)", j->releases_dir, name,
+                                         strerror(-r), space);
+                }
         }
         return error_set(ret_error, -EEXIST, "no free staging name in %s", j->releases_dir);
 }
@@ -198,6 +217,70 @@ static int publish(const Unpack *j, int releases_fd, int staging_fd, const char 
         return 0;
 }
 
+/* The size the release will take, when the archive records it: gzip keeps
+ * the size of what it compressed (mod 2^32) in its last four bytes, for a
+ * .tar.gz the tar stream, i.e. the files plus 512 bytes of header each. A
+ * gzip of several members records only its last one, so a recorded size
+ * below the archive's own is not trusted. A plain tar is its own size. Zip
+ * and the other filters: unknown (0), and no pre-flight check. */
+static uint64_t estimate_unpacked(int archive_fd) {
+        uint8_t head[262], tail[4];
+        struct stat st;
+        ssize_t n;
+
+        if (fstat(archive_fd, &st) < 0 || st.st_size < 18)
+                return 0;
+        n = pread(archive_fd, head, sizeof head, 0);
+        if (n >= 2 && head[0] == 0x1f && head[1] == 0x8b) {
+                uint64_t isize;
+
+                if (pread(archive_fd, tail, sizeof tail, st.st_size - 4) != (ssize_t) sizeof tail)
+                        return 0;
+                isize = (uint64_t) tail[0] | (uint64_t) tail[1] << 8 | (uint64_t) tail[2] << 16 |
+                        (uint64_t) tail[3] << 24;
+                return isize >= (uint64_t) st.st_size ? isize : 0;
+        }
+        if (n == (ssize_t) sizeof head && memcmp(head + 257, "ustar", 5) == 0)
+                return (uint64_t) st.st_size;
+        return 0;
+}
+
+/* Refuse before writing anything when the archive says it will not fit:
+ * a full disk is then found in a second instead of after filling it. The
+ * write path still reports ENOSPC properly when the size is unknown or the
+ * disk fills meanwhile. */
+static int preflight(Unpack *j, int archive_fd, char **ret_error) {
+        char space[FS_SPACE_TEXT_MAX], need[16];
+
+        j->need = estimate_unpacked(archive_fd);
+        if (fs_space_free(j->releases_dir, &j->free_before) < 0)
+                j->free_before = UINT64_MAX;
+        fs_format_bytes(j->need, need);
+        if (j->need == 0 || j->free_before >= j->need) {
+                log_debug("pre-flight: %s unpacks to %s%s; enough room under %s", j->archive,
+                          j->need ? "about " : "", j->need ? need : "an unrecorded size", j->releases_dir);
+                return 0;
+        }
+        fs_space_describe(j->releases_dir, j->need, space);
+        return error_set(ret_error, -ENOSPC, "pre-flight check: %s (about %s unpacked, as gzip records it) "
+                         "does not fit under %s: %s (%s)", j->archive, need, j->releases_dir,
+                         strerror(ENOSPC), space);
+}
+
+/* A local failure (full, read-only, I/O error): what, where, why, and the
+ * file system as it is now and was before the unpack. */
+static int local_failure(const Unpack *j, int releases_fd, const char *staging, int r, const char *why,
+                         char **ret_error) {
+        char space[FS_SPACE_TEXT_MAX], before[16];
+
+        /* unprivileged by now: through the fd, the path's parents may be closed to us */
+        fs_space_describe_fd(releases_fd, j->releases_dir, j->need, space);
+        fs_format_bytes(j->free_before, before);
+        return error_set(ret_error, r, "%s under %s/%s: %s (%s; %s free before the unpack)",
+                         why ?: "extracting", j->releases_dir, staging, strerror(-r), space,
+                         j->free_before == UINT64_MAX ? "?" : before);
+}
+
 static bool unpack_error_is_bad(int r) {
         return r == -EBADMSG || r == -EFBIG || r == -E2BIG;
 }
@@ -216,6 +299,8 @@ static int extract(const Unpack *j, WorkerContext *w, int archive_fd, int releas
         r = unpack_archive(archive_fd, staging_fd, &j->limits, ret_stats, &why);
         if (r < 0) {
                 *ret_bad = unpack_error_is_bad(r);
+                if (!*ret_bad)
+                        return local_failure(j, releases_fd, staging, r, why, ret_error);
                 return error_set(ret_error, r, "%s", why ?: strerror(-r));
         }
         return publish(j, releases_fd, staging_fd, staging, ret_error);
@@ -246,6 +331,9 @@ int step_unpack(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool 
         r = release_exists(&j, releases_fd, ret_error);
         if (r != 0)
                 return r < 0 ? r : reuse(&j, w, &ret->unpack, ret_error);
+        r = preflight(&j, archive_fd, ret_error);
+        if (r < 0)
+                return r;
         r = create_staging(&j, releases_fd, staging, ret_error);
         if (r < 0)
                 return r;

@@ -189,7 +189,7 @@ class Daemon:
     Not started until start()."""
 
     def __init__(self, s3, workdir, services=("app",), *, debug=False, watchdog_sec=None,
-                 agent_overrides=None):
+                 agent_overrides=None, environment=None):
         self.s3 = s3
         self.workdir = pathlib.Path(workdir)
         self.build_dir = REPO / ("build-debug" if debug else "build")
@@ -197,6 +197,7 @@ class Daemon:
         if not self.binary.exists():
             raise RuntimeError(f"{self.binary} not built: run `make{' debug' if debug else ''}`")
         self.watchdog_sec = watchdog_sec
+        self.environment = dict(environment or {})  # Environment= of the agent's drop-in
         self.config_path = self.workdir / "deploy.ini"
         self.state_dir = self.workdir / "state"
         harness.make_dir(self.workdir / "srv")
@@ -260,6 +261,7 @@ class Daemon:
         ]
         if self.watchdog_sec:
             lines.append(f"WatchdogSec={self.watchdog_sec}")
+        lines += [f"Environment={k}={v}" for k, v in self.environment.items()]
         return "\n".join(lines) + "\n"
 
     def add_service(self, name):
@@ -270,14 +272,16 @@ class Daemon:
             self.sb.add_unit(svc.unit, svc.unit_text())
         return svc
 
-    def start(self, boot_timeout=60.0):
+    def start(self, boot_timeout=60.0, start_agent=True):
+        """Boot the sandbox; with start_agent=False the agent is left stopped (a test
+        mounts something in the sandbox first, then sb.systemctl("start", AGENT))."""
         self.write_config()
         units = {AGENT: self.shipped_unit(), f"{AGENT}.d/50-test.conf": self.dropin()}
         for svc in self.services.values():
             units[svc.unit] = svc.unit_text()
         # Only the agent starts at boot: the services have nothing to run before their
         # first deploy; the agent's RestartUnit starts them.
-        self.sb = systemd_sandbox.Sandbox(self.workdir, units, start=(AGENT,),
+        self.sb = systemd_sandbox.Sandbox(self.workdir, units, start=(AGENT,) if start_agent else (),
                                           binds={STATE_DIR: self.state_dir},
                                           boot_timeout=boot_timeout)
         return self
