@@ -90,7 +90,13 @@ unit-test-build: $(UNIT_BINS)
 integration-test: all debug
 	$(PYTHON) -m pytest -v -ra tests/integration $(PYTEST_ARGS)
 
-test: unit-test integration-test
+# First what is missing of the dependencies (scripts/deps.sh: a fast check
+# when nothing is, apt-get as root when something is), so `make test` works
+# as the first command on a fresh machine; then make again, so that the
+# pkg-config flags are read with the libraries in place.
+test:
+	@bash scripts/deps.sh
+	$(MAKE) unit-test integration-test
 
 # Unit tests again, built with AddressSanitizer and UndefinedBehaviorSanitizer.
 asan-test:
