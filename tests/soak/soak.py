@@ -256,29 +256,44 @@ class Soak:
         return r.stdout
 
     def status(self):
-        return {s["name"]: s for s in json.loads(self.ctl("--json", "status"))["services"]}
+        """Every service's status entry, asked one service at a time: one status
+        of all 20 services with full bad lists is a reply of about a megabyte,
+        whose heap the allocator keeps, and which would then read as growth."""
+        script = "; ".join(f"{DEPLOYCTL} --json status {n}" for n in self.d.services)
+        out = self.d.sb.run("sh", "-ec", script, timeout=300).stdout
+        return {s["name"]: s for line in out.splitlines() for s in json.loads(line)["services"]}
 
     def for_all(self, cmd):
         script = "; ".join(f"{DEPLOYCTL} {cmd} {n} >/dev/null" for n in self.d.services)
         self.d.sb.run("sh", "-ec", script, timeout=300)
 
-    def count_fds_quiet(self, when):
-        """The supervisor's fds with every service paused and no worker running."""
-        self.for_all("pause")
-        dh.wait_until(lambda: not self.sup.workers(), 300, "no worker running with every service paused",
-                      interval=0.1)
+    def quiet(self):
+        """Every service paused, no worker process left, no step in flight, and
+        the fds the same twice in a row (a worker just reaped, a state.json
+        being written are not the steady state)."""
+        if self.sup.workers() or any((svc.state().get("in_flight") or {}).get("step")
+                                     for svc in self.d.services.values()):
+            return None
         fds = fd_targets(self.sup.host_pid)
+        time.sleep(1)
+        return fds if fds == fd_targets(self.sup.host_pid) and not self.sup.workers() else None
+
+    def count_fds_quiet(self, when):
+        """The supervisor's fds with every service paused and nothing running."""
+        self.for_all("pause")
+        fds = dh.wait_until(self.quiet, 300, "every service paused, nothing running, fds steady", interval=0.1)
         self.for_all("resume")
         self.fds[when] = fds
         self.disturb_all()
-        log(f"open fds ({when}), every service paused and no worker running: {len(fds)}")
+        log(f"open fds ({when}), every service paused and nothing running: {len(fds)}")
 
     # -- disturbances
 
     def kill_a_worker(self):
         """SIGKILL a random worker. The services running that step when it died
         (deployctl status) are the ones it may have set back: their clocks restart."""
-        running = {n: s.get("step") for n, s in self.status().items()}
+        # state.json names the step in flight (written before the step runs)
+        running = {n: (svc.state().get("in_flight") or {}).get("step") for n, svc in self.d.services.items()}
         workers = self.sup.workers()
         if not workers:
             return
@@ -359,6 +374,8 @@ class Soak:
             if now >= next_sample:
                 self.sup.sample(now)
                 next_sample += 1.0
+                if len(self.sup.samples) % int(WINDOW / 2) == 0:
+                    self.log_sample()
             if fault and now >= fault_end:
                 self.end_fault(fault)
                 fault, next_fault = None, now + rng.uniform(20, 40)
@@ -399,6 +416,13 @@ class Soak:
         self.sup.check_alive()
         self.check_end_state()
         return self.report(self.sup.window(*first), self.sup.window(*last), end - begin)
+
+    def log_sample(self):
+        t, rss_anon, vm_rss, cpu = self.sup.samples[-1]
+        t0, _, _, cpu0 = self.sup.samples[max(0, len(self.sup.samples) - int(WINDOW / 2) - 1)]
+        log(f"t={t:.0f}s RssAnon {rss_anon} KiB, VmRSS {vm_rss} KiB, CPU {100 * (cpu - cpu0) / max(t - t0, 1):.2f}%, "
+            f"fds {len(fd_targets(self.sup.host_pid))} with {len(self.sup.workers())} workers running, "
+            f"{self.published} builds published, {self.kills} workers killed")
 
     # -- the report
 
@@ -482,7 +506,12 @@ def main():
                 with contextlib.suppress(Exception):
                     stop()
         if keep:
-            print(f"work dir kept: {soak.workdir}")
+            if soak.sup is not None:
+                with contextlib.suppress(OSError):
+                    (soak.workdir / "samples.csv").write_text(
+                        "t,rss_anon_kib,vm_rss_kib,cpu_s\n" + "".join(f"{t:.1f},{a},{v},{c:.2f}\n"
+                                                                     for t, a, v, c in soak.sup.samples))
+            print(f"work dir kept: {soak.workdir} (journal.txt, samples.csv)")
         else:
             dh.remove_workdir(soak.workdir)
     sys.exit(0 if ok else 1)
