@@ -219,6 +219,7 @@ class Soak:
         self.disturbed = collections.defaultdict(float)  # service -> end of the last fault, kill or pause
         self.backoff_at = {}          # service -> failures in a row when the last fault ended
         self.max_behind = 0.0
+        self.tightest = (float("inf"), 0.0, 0.0)   # (allowed - behind, behind, allowed) at the closest call
         self.fds = {}
         self.requests_trimmed = 0     # S3 requests the fault proxy saw, before its last trim
 
@@ -360,6 +361,7 @@ class Soak:
             behind = now - since
             self.max_behind = max(self.max_behind, behind)
             allowed = POLL * 2 ** min(self.backoff_at.get(svc.name, 0) + 1, 10) * 1.1 + GRACE
+            self.tightest = min(self.tightest, (allowed - behind, behind, allowed), key=lambda x: x[0])
             if behind > allowed:
                 raise SoakFailed(f"{svc.name} is still not running {sha} ({mode}) {behind:.0f}s after "
                                  f"its upload or the last fault (allowed {allowed:.0f}s)\n{self.d.describe(svc)}")
@@ -472,6 +474,8 @@ class Soak:
         print(f"deploys done: {deployed}; rollbacks: {rollbacks}; builds marked bad: {bad}")
         print(f"upload (or end of the fault/kill that delayed it) -> running: median {statistics.median(lags):.1f}s, "
               f"p95 {lags[int(len(lags) * 0.95)]:.1f}s, max {lags[-1]:.1f}s over {len(lags)} builds")
+        print(f"closest to the limit: {self.tightest[1]:.1f}s behind of {self.tightest[2]:.1f}s allowed "
+              "(backoff at the end of the last fault, plus SOAK_GRACE_SECONDS)")
         print(f"workers killed: {self.kills} ({', '.join(f'{k} {v}' for k, v in sorted(self.kills_by_step.items()))})")
         print("S3 fault windows (5 s each): " + ", ".join(f"{k}: {v}" for k, v in sorted(self.faults_by_kind.items())))
         print(f"failures by cause ({sum(causes.values())} in all):")
