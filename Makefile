@@ -1,5 +1,5 @@
 # deploy-agent build. `make`, `make test`, `make install DESTDIR=... PREFIX=...`,
-# `make demo`, `make bench`, `make asan-test`, `make analyze`, `make fuzz`, `make fuzz-regress`.
+# `make demo`, `make bench`, `make soak`, `make asan-test`, `make analyze`, `make fuzz`, `make fuzz-regress`.
 PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
 BINDIR     ?= $(PREFIX)/bin
@@ -90,7 +90,13 @@ unit-test-build: $(UNIT_BINS)
 integration-test: all debug
 	$(PYTHON) -m pytest -v -ra tests/integration $(PYTEST_ARGS)
 
-test: unit-test integration-test
+# First what is missing of the dependencies (scripts/deps.sh: a fast check
+# when nothing is, apt-get as root when something is), so `make test` works
+# as the first command on a fresh machine; then make again, so that the
+# pkg-config flags are read with the libraries in place.
+test:
+	@bash scripts/deps.sh
+	$(MAKE) unit-test integration-test
 
 # Unit tests again, built with AddressSanitizer and UndefinedBehaviorSanitizer.
 asan-test:
@@ -172,6 +178,14 @@ bench: all
 	$(PYTHON) bench/daemon.py
 	$(PYTHON) bench/control.py
 
+# The daemon under its shipped unit for SOAK_SECONDS (default an hour): 20
+# services, a build every few seconds, worker kills and S3 faults; fails on a
+# restart, a service left behind, or growth of RSS, fds or CPU
+# (tests/soak/soak.py says how each is measured). Not part of `make test`.
+SOAK_SECONDS ?= 3600
+soak: all
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) tests/soak/soak.py
+
 # The control socket alone: latency, requests per second, RSS (a few seconds).
 bench-control: all
 	$(PYTHON) bench/control.py
@@ -222,6 +236,6 @@ package-test:
 clean:
 	rm -rf build build-asan build-debug build-analyze build-arm64 dist $(FUZZ_BUILD)
 
-.PHONY: debug all test unit-test unit-test-build integration-test asan-test analyze include-graph demo bench bench-control install clean FORCE \
+.PHONY: debug all test unit-test unit-test-build integration-test asan-test analyze include-graph demo bench bench-control soak install clean FORCE \
         deb dist lintian unit-test-arm64 repro-test package-test fuzz fuzz-build fuzz-bins fuzz-regress
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

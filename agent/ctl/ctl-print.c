@@ -94,15 +94,76 @@ void ctl_print_version(json_t *res) {
         printf("%s\n", strempty(field_string(res, "sha")));
 }
 
+/* ", healthy since T" after the current line; the time only when it is not
+ * the deploy time printed before it (after a rollback, it is later). */
+static void print_health(json_t *s) {
+        const char *health = field_string(s, "health"), *since = field_string(s, "running_since");
+
+        if (!health)
+                return;
+        printf(", %s", streq(health, "checking") ? "being checked" : health);
+        if (since && !streq_ptr(since, field_string(s, "since")))
+                printf(" since %s", since);
+}
+
+/* What failed since the release that runs was deployed: the build that was
+ * rolled back, left active, or rejected, and whether it comes back. */
+static void print_failure(json_t *s) {
+        json_t *f = json_object_get(s, "last_failure");
+        const char *outcome = field_string(f, "outcome"), *when = field_string(f, "when") ?: "-";
+        const char *to = field_string(f, "rolled_back_to");
+        char a[13], b[13];
+
+        if (!outcome)
+                return;
+        printf("  failed   %s  ", short_sha(field_string(f, "sha"), a));
+        if (streq(outcome, "rolled-back"))
+                printf("failed and was rolled back to %s at %s", short_sha(to, b), when);
+        else if (streq(outcome, "rejected"))
+                printf("was rejected at %s", when);
+        else
+                printf("failed at %s and stays active (nothing to roll back to)", when);
+        if (field_string(f, "reason"))
+                printf(": %s", field_string(f, "reason"));
+        printf("%s\n", field_true(f, "bad") ? "; marked bad: will not be deployed again" : "");
+}
+
+/* What the agent does next: the running step, or the next poll and why it
+ * waits that long. */
+static void print_next(json_t *s) {
+        const char *step = field_string(s, "step");
+        uint64_t failures = field_uint64(s, "failures");
+
+        if (step)
+                printf("  next     %s is running\n", step);
+        else if (field_true(s, "paused"))
+                printf("  next     nothing: paused, no automatic deploy until resumed\n");
+        else if (json_is_integer(json_object_get(s, "next_poll_in_sec"))) {
+                printf("  next     poll in %llus", (unsigned long long) field_uint64(s, "next_poll_in_sec"));
+                if (failures > 0)
+                        printf(" (backing off: %llu failure%s in a row)", (unsigned long long) failures,
+                               failures == 1 ? "" : "s");
+                printf("%s\n", field_string(s, "pinned") ? "; pinned: deploys nothing new" : "");
+        }
+}
+
 static void print_service(json_t *s) {
         json_t *bad = json_object_get(s, "bad"), *b;
+        const char *previous = field_string(s, "previous");
         char a[13], p[13];
+        bool previous_bad = false;
         size_t i;
 
-        printf("%s\n  current  %s  since %s\n  previous %s\n  state    %s%s%s\n", strempty(field_string(s, "name")),
-               short_sha(field_string(s, "current"), a), field_string(s, "since") ?: "-",
-               short_sha(field_string(s, "previous"), p), strempty(field_string(s, "activity")),
-               field_true(s, "paused") ? ", paused" : "", field_string(s, "pinned") ? ", pinned" : "");
+        json_array_foreach(bad, i, b)
+                previous_bad |= previous && streq_ptr(field_string(b, "sha"), previous);
+        printf("%s\n  current  %s  since %s", strempty(field_string(s, "name")), short_sha(field_string(s, "current"), a),
+               field_string(s, "since") ?: "-");
+        print_health(s);
+        printf("\n  previous %s%s\n  state    %s%s%s\n", short_sha(previous, p), previous_bad ? "  (bad)" : "",
+               strempty(field_string(s, "activity")), field_true(s, "paused") ? ", paused" : "",
+               field_string(s, "pinned") ? ", pinned" : "");
+        print_failure(s);
+        print_next(s);
         printf("  polled   %s\n", field_string(s, "last_poll") ?: "never");
         if (field_string(s, "last_error"))
                 printf("  error    %s\n", field_string(s, "last_error"));

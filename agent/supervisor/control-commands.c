@@ -56,16 +56,86 @@ static json_t *bad_json(const ServiceState *st) {
         return a;
 }
 
-static json_t *service_json(Service *s) {
+/* When the release at current began to run this time: its newest deploy,
+ * or the newest rollback back to it. */
+static const HistoryEntry *running_since(const ServiceState *st) {
+        for (size_t i = st->n_history; st->current && i-- > 0;) {
+                const HistoryEntry *h = &st->history[i];
+                if ((streq_ptr(h->outcome, "deployed") && streq_ptr(h->sha, st->current)) ||
+                    (streq_ptr(h->outcome, "rolled-back") && streq_ptr(h->previous, st->current)))
+                        return h;
+        }
+        return NULL;
+}
+
+/* The build that failed since the last deploy (rolled back, left active
+ * but failed, or rejected), or NULL: after a rollback, status must say
+ * that the build which failed is not the one that runs. */
+static const HistoryEntry *last_failure(const ServiceState *st) {
+        if (st->n_history == 0 || streq_ptr(st->history[st->n_history - 1].outcome, "deployed"))
+                return NULL;
+        return &st->history[st->n_history - 1];
+}
+
+static json_t *last_failure_json(const ServiceState *st) {
+        const HistoryEntry *h = last_failure(st);
+        bool rolled_back = h && streq_ptr(h->outcome, "rolled-back");
+
+        if (!h)
+                return json_null();
+        return json_pack("{s:o,s:o,s:o,s:o,s:o,s:b}", "sha", json_string_or_null(h->sha),
+                         "outcome", json_string_or_null(h->outcome), "reason", json_string_or_null(h->message),
+                         "when", timestamp_json(h->when_usec),
+                         "rolled_back_to", json_string_or_null(rolled_back ? h->previous : NULL),
+                         "bad", h->sha && state_find_bad(st, h->sha, NULL) != NULL);
+}
+
+/* "healthy": proven by its deploy or rollback; "checking": swapped, not
+ * yet proven (or being rolled back from); "unhealthy": failed and left
+ * active; "unchecked": nothing restarts or checks it. */
+static json_t *health_json(const Service *s) {
         const ServiceState *st = s->state;
 
-        return json_pack("{s:s,s:o,s:o,s:o,s:s,s:o,s:b,s:o,s:o,s:o,s:I,s:o}", "name", s->name,
-                         "current", json_string_or_null(st->current), "previous", json_string_or_null(st->previous),
-                         "since", timestamp_json(deployed_since(st)), "activity", s->activity,
-                         "step", s->pipeline ? json_string(pipeline_step_name(s->pipeline)) : json_null(),
-                         "paused", st->paused, "pinned", json_string_or_null(st->pinned),
-                         "last_poll", timestamp_json(s->last_poll_usec), "last_error", json_string_or_null(st->last_error),
-                         "failures", (json_int_t) s->failures, "bad", bad_json(st));
+        if (!st->current)
+                return json_null();
+        if (pipeline_current_unproven(st))
+                return json_string("checking");
+        if (state_find_bad(st, st->current, NULL))
+                return json_string("unhealthy");
+        return json_string(pipeline_checks_health(s->cfg) ? "healthy" : "unchecked");
+}
+
+/* What the agent does next, and when (docs/protocol.md, "status"). */
+static int add_next_poll(json_t *o, const Service *s) {
+        uint64_t at = service_next_poll_usec(s), now = now_usec(CLOCK_MONOTONIC), in = at > now ? at - now : 0;
+
+        if (at == 0)
+                return json_object_set_new(o, "next_poll", json_null()) |
+                       json_object_set_new(o, "next_poll_in_sec", json_null());
+        return json_object_set_new(o, "next_poll", timestamp_json(now_usec(CLOCK_REALTIME) + in)) |
+               json_object_set_new(o, "next_poll_in_sec",
+                                   json_integer((json_int_t) ((in + USEC_PER_SEC - 1) / USEC_PER_SEC)));
+}
+
+static json_t *service_json(Service *s) {
+        const ServiceState *st = s->state;
+        const HistoryEntry *since = running_since(st);
+        json_t *o;
+
+        o = json_pack("{s:s,s:o,s:o,s:o,s:s,s:o,s:b,s:o,s:o,s:o,s:I,s:o}", "name", s->name,
+                      "current", json_string_or_null(st->current), "previous", json_string_or_null(st->previous),
+                      "since", timestamp_json(deployed_since(st)), "activity", s->activity,
+                      "step", s->pipeline ? json_string(pipeline_step_name(s->pipeline)) : json_null(),
+                      "paused", st->paused, "pinned", json_string_or_null(st->pinned),
+                      "last_poll", timestamp_json(s->last_poll_usec), "last_error", json_string_or_null(st->last_error),
+                      "failures", (json_int_t) s->failures, "bad", bad_json(st));
+        if (!o || json_object_set_new(o, "health", health_json(s)) < 0 ||
+            json_object_set_new(o, "running_since", timestamp_json(since ? since->when_usec : 0)) < 0 ||
+            json_object_set_new(o, "last_failure", last_failure_json(st)) < 0 || add_next_poll(o, s) < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
 }
 
 static void cmd_status(Request *r) {

@@ -168,7 +168,7 @@ static void on_progress(uint64_t bytes, uint64_t total, void *userdata) {
         }
 }
 
-static bool needs_restart(const ServiceConfig *c) {
+bool pipeline_checks_health(const ServiceConfig *c) {
         return (c->unit && c->restart_mode != RESTART_NONE) || c->health_url || c->health_command;
 }
 
@@ -300,7 +300,7 @@ static void on_activated(Pipeline *p, const ActivateResult *res) {
                 log_warning("%s: %s", s->name, res->warning);
         if (state_set(&s->state->current, p->target.sha) < 0 || state_set(&s->state->previous, p->previous) < 0)
                 return fail(p, -ENOMEM, "out of memory");
-        if (needs_restart(s->cfg))
+        if (pipeline_checks_health(s->cfg))
                 return run_step(p, STEP_RESTART);
         deployed(p);
 }
@@ -346,7 +346,7 @@ static void on_rolled_back(Pipeline *p) {
         log_info("%s: rollback: current -> releases/%s", s->name, p->previous);
         if (state_set(&s->state->current, p->previous) < 0 || state_set(&s->state->previous, p->target.sha) < 0)
                 return fail(p, -ENOMEM, "out of memory");
-        if (needs_restart(s->cfg))
+        if (pipeline_checks_health(s->cfg))
                 return run_step(p, STEP_ROLLBACK_RESTART);
         rolled_back(p);
 }
@@ -561,6 +561,10 @@ static void run_first(Pipeline *p, Step step) {
         run_step(p, STEP_CLEANUP);
 }
 
+bool pipeline_current_unproven(const ServiceState *st) {
+        return pipeline_needs_recovery(st) || streq_ptr(st->in_flight_step, step_names[STEP_ROLLBACK_RESTART]);
+}
+
 bool pipeline_needs_recovery(const ServiceState *st) {
         if (!st->in_flight_step || !st->in_flight_sha)
                 return false;
@@ -585,7 +589,7 @@ static int start_recovery(Pipeline *p) {
                 p->failure = strdup("interrupted during its rollback");
                 run_first(p, STEP_ROLLBACK);
         } else
-                run_first(p, needs_restart(p->service->cfg) ? STEP_RESTART : STEP_PRUNE);
+                run_first(p, pipeline_checks_health(p->service->cfg) ? STEP_RESTART : STEP_PRUNE);
         return 0;
 }
 

@@ -26,3 +26,11 @@ const char *pipeline_step_name(const Pipeline *p);
 /* true when state.json says a crash interrupted an activation that must
  * be finished or rolled back before anything else. */
 bool pipeline_needs_recovery(const ServiceState *state);
+
+/* true when a deploy restarts a unit or checks health (the release at
+ * current was proven to run), false when it only swaps the symlink. */
+bool pipeline_checks_health(const ServiceConfig *cfg);
+
+/* true while the release at current is not yet proven healthy: swapped
+ * and being (or to be) checked, or being rolled back from. */
+bool pipeline_current_unproven(const ServiceState *state);

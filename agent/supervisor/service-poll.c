@@ -46,6 +46,16 @@ int service_schedule(Service *s, uint64_t delay) {
         return sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
 }
 
+uint64_t service_next_poll_usec(const Service *s) {
+        uint64_t usec = 0;
+        int enabled = SD_EVENT_OFF;
+
+        if (s->pipeline || !s->timer || sd_event_source_get_enabled(s->timer, &enabled) < 0 ||
+            enabled == SD_EVENT_OFF || sd_event_source_get_time(s->timer, &usec) < 0)
+                return 0;
+        return usec;
+}
+
 /* The pipeline ended: count failures for the backoff, then tell the owner. */
 static void pipeline_done(Service *s, const PipelineResult *res) {
         /* nothing published yet (-ENOENT) is no failure to back off from */
@@ -56,7 +66,10 @@ static void pipeline_done(Service *s, const PipelineResult *res) {
         if (res->r >= 0)
                 service_set_activity(s, "idle at %s", s->state->current ?: "nothing");
         else
-                service_set_activity(s, "failed (%u in a row) at %s", s->failures, s->state->current ?: "nothing");
+                /* the release that failed is not the one at current (a rollback
+                 * brought the old one back): say which one stays */
+                service_set_activity(s, "at %s; the last pass failed (%u in a row)", s->state->current ?: "nothing",
+                                     s->failures);
         (void) service_save_state(s);
         if (s->callbacks->pipeline_ended)
                 s->callbacks->pipeline_ended(s, s->seq, res, s->callbacks->userdata);

@@ -15,6 +15,10 @@ int service_schedule(Service *s, uint64_t delay_usec);
  * failures, spread by poll_jitter. */
 uint64_t service_poll_delay(const Service *s);
 
+/* When the poll timer fires next (CLOCK_MONOTONIC, usec), or 0 while a
+ * pipeline runs (the timer is re-armed when it ends) or none is armed. */
+uint64_t service_next_poll_usec(const Service *s);
+
 /* Start an automatic pass (discover and deploy what is new) unless a
  * pipeline runs (-EBUSY), or the service is paused or pinned (0, nothing
  * started). A crash-interrupted activation is finished first, always. */

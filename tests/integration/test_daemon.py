@@ -13,6 +13,7 @@ daemon_harness.py for the layout.
 Run: /usr/bin/python3 -m pytest -v tests/integration/test_daemon.py   (needs `make && make debug`)
 """
 
+import json
 import os
 import re
 import secrets
@@ -192,6 +193,61 @@ def test_broken_releases_roll_back_and_are_not_retried(make_daemon):
     app.wait_settled(good)
     assert app.history()[-1]["outcome"] == "deployed"
     assert d.main_pid() == agent_pid and d.n_restarts() == 0
+
+
+def status_when_idle(d, service):
+    """(service's --json status entry, its text block), read together while no step runs
+    (between polls: then the next poll's time is known)."""
+    ctl = str(dh.REPO / "build" / "deployctl")
+
+    def read():
+        (svc,) = json.loads(d.sb.run(ctl, "--json", "status", service).stdout)["services"]
+        text = d.sb.run(ctl, "status", service).stdout
+        print(text)
+        return (svc, text) if svc["step"] is None and "  next     poll in " in text else None
+    return wait_until(read, 30, f"deployctl status {service} between two polls", interval=0.2)
+
+
+def test_status_after_a_rollback_says_what_runs_and_what_failed(make_daemon):
+    """make demo's story: v1 and v2 deploy, v3 crashes at start and is rolled back to v2.
+    `deployctl status` says that v2 runs and is healthy, that v3 failed, was rolled back
+    and will not come back, and when the agent polls next; never that v2 failed."""
+    d, app, v1 = deployed_daemon(make_daemon)
+    v2, v3 = new_sha(), new_sha()
+    d.publish(app, v2)
+    app.wait_settled(v2)
+    d.publish(app, v3, mode="crash")
+    assert_rolled_back(d, app, v3, v2, r"app\.service")
+
+    svc, text = status_when_idle(d, "app")
+    # --json: the fields Ansible and scripts read keep their meaning ...
+    assert (svc["current"], svc["previous"]) == (v2, v3), svc
+    assert [b["sha"] for b in svc["bad"]] == [v3] and svc["last_error"].startswith(f"rolled back to {v2}"), svc
+    # ... and new ones say what runs, what failed, and what comes next
+    assert svc["health"] == "healthy", svc
+    failure = svc["last_failure"]
+    assert (failure["sha"], failure["outcome"], failure["rolled_back_to"], failure["bad"]) == \
+        (v3, "rolled-back", v2, True), failure
+    assert "app.service" in failure["reason"], failure
+    assert svc["running_since"] == failure["when"] and svc["running_since"] > svc["since"], svc
+    assert isinstance(svc["next_poll_in_sec"], int) and svc["next_poll"], svc
+    assert not svc["activity"].startswith("failed"), svc
+
+    assert re.search(rf"^  current  {v2[:12]}  since {svc['since']}, healthy since {failure['when']}$", text, re.M), text
+    assert re.search(rf"^  previous {v3[:12]}  \(bad\)$", text, re.M), text
+    assert re.search(rf"^  failed   {v3[:12]}  failed and was rolled back to {v2[:12]} at {failure['when']}: "
+                     r".*app\.service.*; marked bad: will not be deployed again$", text, re.M), text
+    assert re.search(r"^  next     poll in \d+s", text, re.M), text
+    assert not re.search(rf"^  state    failed|failed \(\d+ in a row\) at {v2}", text, re.M), text
+
+    # A good build deployed after it: nothing failed since, and status says so.
+    v4 = new_sha()
+    d.publish(app, v4)
+    app.wait_settled(v4)
+    svc, text = status_when_idle(d, "app")
+    assert svc["last_failure"] is None and svc["health"] == "healthy", svc
+    assert re.search(rf"^  current  {v4[:12]}  since {svc['since']}, healthy$", text, re.M), text
+    assert "  failed   " not in text and re.search(rf"^  previous {v2[:12]}$", text, re.M), text
 
 
 # ---- 3: SIGKILL of the agent at five moments of a deploy ---------------------------------

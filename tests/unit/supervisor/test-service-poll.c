@@ -111,6 +111,27 @@ static void test_timer_starts_a_pass(void **unused) {
         fixture_free(x);
 }
 
+/* What status shows of the timer: no next poll while a pass runs, then
+ * the armed deadline; after a failure, the activity names the release that
+ * stays current, and does not read as if that release had failed. */
+static void test_next_poll_and_activity(void **unused) {
+        FixtureOptions o = { .jitter_percent = 0, .restart = true };
+        Fixture *x = fixture_new(&o);
+        uint64_t when;
+
+        assert_int_equal(service_next_poll_usec(x->s), 0);
+        poll_now(x);
+        assert_true(x->fake.pending);
+        assert_int_equal(service_next_poll_usec(x->s), 0);
+        fake_complete(&x->fake, OUTCOME_CRASH);
+        assert_string_equal(x->s->activity, "at nothing; the last pass failed (1 in a row)");
+        service_next(x->s);
+        assert_int_equal(sd_event_source_get_time(x->s->timer, &when), 0);
+        assert_int_equal(service_next_poll_usec(x->s), when);
+        assert_in_range(timer_in(x), 110 * SEC, 120 * SEC);
+        fixture_free(x);
+}
+
 /* Paused: the timer fires, nothing starts, it is armed again. */
 static void test_timer_paused(void **unused) {
         FixtureOptions o = { .jitter_percent = 0 };
@@ -164,6 +185,7 @@ int main(void) {
                 cmocka_unit_test(test_jitter),
                 cmocka_unit_test(test_jitter_full),
                 cmocka_unit_test(test_timer_starts_a_pass),
+                cmocka_unit_test(test_next_poll_and_activity),
                 cmocka_unit_test(test_timer_paused),
                 cmocka_unit_test(test_queued_request_cannot_start),
         };

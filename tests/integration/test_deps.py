@@ -1,0 +1,69 @@
+"""scripts/deps.sh, the first step of `make test` and `make demo`: with everything
+installed it is a check that needs no root and runs no apt-get; run by another user on a
+machine that lacks something, it names what is missing and the command to run as root."""
+
+import os
+import pathlib
+import subprocess
+import tempfile
+
+import pytest
+
+import harness
+
+DEPS = harness.REPO / "scripts" / "deps.sh"
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def stub(dirpath, name, script):
+    p = pathlib.Path(dirpath) / name
+    p.write_text("#!/bin/sh\n" + script)
+    p.chmod(0o755)
+
+
+@pytest.fixture
+def tmp_path():
+    """A directory nobody can read (pytest's own is below a 0700 one)."""
+    with tempfile.TemporaryDirectory(prefix="deploy-agent-deps-") as d:
+        os.chmod(d, 0o755)
+        yield pathlib.Path(d)
+
+
+def run_deps(tmp_path, *args, path_first=None):
+    """deps.sh as nobody, with an apt-get that only records that it was called."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    called = tmp_path / "apt-get-called"
+    os.chmod(tmp_path, 0o777)   # nobody's apt-get stub writes there
+    stub(bin_dir, "apt-get", f"touch {called}\nexit 1\n")
+    env = {**os.environ, "PATH": f"{path_first or bin_dir}:{bin_dir}:{os.environ['PATH']}"}
+    r = subprocess.run([*NOBODY, "bash", str(DEPS), *args], capture_output=True, text=True, env=env,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    print(f"$ deps.sh {' '.join(args)} -> {r.returncode}\n{r.stdout}{r.stderr}")
+    return r, called.exists()
+
+
+def test_everything_installed_is_a_silent_check_without_root_or_apt(tmp_path):
+    for args in ((), ("--arm64",)) if os.path.exists("/usr/bin/aarch64-linux-gnu-gcc") else ((),):
+        r, apt_called = run_deps(tmp_path, *args)
+        assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r
+        assert not apt_called
+
+
+def test_missing_packages_are_named_with_the_command_to_run(tmp_path):
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(mode=0o755)
+    stub(stubs, "dpkg-query", "exit 0\n")      # a machine with nothing installed
+    r, apt_called = run_deps(tmp_path, path_first=stubs)
+    assert r.returncode == 1 and r.stdout == "", r
+    assert "deps.sh: missing Debian packages: build-essential clang" in r.stderr, r.stderr
+    assert "libcurl4-openssl-dev" in r.stderr and "python3-botocore" in r.stderr, r.stderr
+    assert "install them as root (apt-get): sudo bash scripts/deps.sh\n" in r.stderr, r.stderr
+    assert not apt_called
+
+
+def test_make_test_and_make_demo_start_with_deps_sh():
+    for target, first in (("test", "bash scripts/deps.sh"), ("demo", "bash scripts/demo.sh")):
+        r = subprocess.run(["make", "-n", target], capture_output=True, text=True, cwd=harness.REPO, timeout=60)
+        assert r.returncode == 0 and r.stdout.splitlines()[0] == first, r
+    assert "bash scripts/deps.sh" in (harness.REPO / "scripts" / "demo.sh").read_text()
