@@ -249,6 +249,10 @@ static int http_error(const S3Transfer *t, const char *what, char **ret_error) {
                 r = -ENXIO;
         if (streq_ptr(code, "SlowDown"))
                 r = -EBUSY;
+        /* Another conditional write to the same key was under way: for the
+         * caller the same as a failed condition (read again, decide again). */
+        if (status == 409 && streq_ptr(code, "ConditionalRequestConflict"))
+                r = -ESTALE;
         if (code)
                 return error_set(ret_error, r, "%s: HTTP %ld %s%s%s", what, status, code,
                                  message ? ": " : "", strempty(message));
