@@ -282,9 +282,9 @@ static void help(FILE *f) {
                "Query and drive deploy-agent over its control socket.\n\nCommands:\n");
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
                 fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].usage);
-        fprintf(f, "  %-9s --bucket B --prefix P --sha SHA [--suffix S] [--minisig F] [--pointer K]\n"
-               "            [--waves 5%%,25%%,100%% --wave-interval 15m [--max-failures N]] FILE\n"
-               "  fleet     status|pause|resume|abort SERVICE  (the rollout across hosts, via S3)\n"
+        fprintf(f, "  %-9s --bucket B --prefix P --sha SHA [--suffix S] [--minisig F] [--pointer K "
+               "[--waves W --wave-interval D [--max-failures N]]] FILE\n"
+               "  fleet     status|pause|resume|abort SERVICE (a rollout across hosts, through S3)\n"
                "\nOptions:\n"
                "  -s, --socket PATH  control socket (default: [agent] socket of the config, else %s)\n"
                "  -c, --config FILE  configuration file (default %s)\n"
