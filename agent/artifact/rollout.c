@@ -298,6 +298,17 @@ bool rollout_admits(const RolloutPolicy *p, const char *host_id, bool canary, ui
         return rollout_bucket(host_id, p->sha) < p->waves[rollout_open_wave(p, now_usec)];
 }
 
+bool rollout_host_id_is_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 64 || s[0] == '_' || s[0] == '.')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", s[i]))
+                        return false;
+        return true;
+}
+
 uint64_t rollout_wave_opens_usec(const RolloutPolicy *p, size_t k) {
         if (k > 0 && p->wave_interval_usec > (UINT64_MAX - p->started_usec) / k)
                 return UINT64_MAX;

@@ -54,6 +54,10 @@ size_t rollout_open_wave(const RolloutPolicy *p, uint64_t now_usec);
  * open); else when its bucket is under the open wave's basis points. */
 bool rollout_admits(const RolloutPolicy *p, const char *host_id, bool canary, uint64_t now_usec);
 
+/* 1..64 characters of [A-Za-z0-9._-], not starting with '_' or '.': a host
+ * id names an S3 key, and '_' is kept for markers like bad/<sha>/_abort. */
+bool rollout_host_id_is_valid(const char *s);
+
 /* When wave k opens (started + k * wave_interval); UINT64_MAX on overflow. */
 uint64_t rollout_wave_opens_usec(const RolloutPolicy *p, size_t k);
 
