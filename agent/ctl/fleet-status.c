@@ -100,14 +100,6 @@ static json_t *host_entry(json_t *st, uint64_t now, uint64_t margin_usec) {
                          "age_sec", (json_int_t) (known && now > t ? (now - t) / USEC_PER_SEC : 0));
 }
 
-static bool host_id_is_valid(const char *s) {
-        size_t n = strlen(strempty(s));
-
-        if (n < 1 || n > 64 || s[0] == '_' || s[0] == '.')
-                return false;
-        return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
-}
-
 /* One status object into hosts, or why not into unreadable. */
 static int read_host(S3Client *c, const char *bucket, const char *key, uint64_t now, uint64_t margin, json_t *hosts,
                      json_t *unreadable) {
@@ -119,7 +111,7 @@ static int read_host(S3Client *c, const char *bucket, const char *key, uint64_t 
         r = read_json(c, bucket, key, &st, &why);
         if (r == -ENOENT)              /* removed since the listing */
                 return 0;
-        if (r >= 0 && !host_id_is_valid(field_string(st, "host_id")))
+        if (r >= 0 && !rollout_host_id_is_valid(field_string(st, "host_id")))
                 r = error_set(&why, -EBADMSG, "no valid host_id");
         if (r == -ENOMEM)
                 return r;
@@ -196,7 +188,7 @@ static int add_marker(S3Client *c, const char *bucket, const char *key, const ch
                 json_object_set_new(e, "abort_reason", json_string_or_null(field_string(m, "reason")));
                 return 0;
         }
-        if (!host_id_is_valid(slash + 1))
+        if (!rollout_host_id_is_valid(slash + 1))
                 return 0;
         return json_array_append_new(json_object_get(e, "hosts"),
                                      json_pack("{s:s,s:o,s:o}", "host_id", slash + 1,
@@ -263,7 +255,7 @@ static int read_pointer(S3Client *c, const ServiceConfig *svc, RolloutPolicy *re
 /* The open wave, its percent, and the share of hosts on the build. */
 static json_t *rollout_json(const RolloutPolicy *p, json_t *hosts, uint64_t now) {
         size_t open = rollout_open_wave(p, now), on = 0, n = json_array_size(hosts);
-        uint64_t next = p->started_usec + (open + 1) * p->wave_interval_usec;
+        uint64_t next = rollout_wave_opens_usec(p, open + 1);
         json_t *h;
         size_t i;
         char when[32];
@@ -274,7 +266,7 @@ static json_t *rollout_json(const RolloutPolicy *p, json_t *hosts, uint64_t now)
         return json_pack("{s:s,s:i,s:i,s:f,s:o,s:i,s:i,s:f}", "sha", p->sha, "wave", (int) open + 1,
                          "waves", (int) p->n_waves, "wave_percent",
                          p->has_waves ? p->waves[open] / 100.0 : 100.0,
-                         "next_wave", p->has_waves && open + 1 < p->n_waves && now >= p->started_usec ?
+                         "next_wave", p->has_waves && open + 1 < p->n_waves && next != UINT64_MAX ?
                                  json_string(format_timestamp(next, when)) : json_null(),
                          "hosts_on_build", (int) on, "hosts", (int) n,
                          "share_percent", n ? 100.0 * (double) on / (double) n : 0.0);

@@ -4,7 +4,7 @@
  * read-modify-write: the GET keeps the pointer's ETag and the PUT carries
  * `If-Match: <etag>` (`If-None-Match: *` for a new pointer), so of two
  * operators editing at once one wins and the other is told, having written
- * nothing to the pointer (docs/design.md, "Fleet rollout"). */
+ * nothing to the pointer (docs/design.md, "Fleet"). */
 #pragma once
 
 #include <stdbool.h>
