@@ -280,11 +280,11 @@ static json_t *breaker_json(const RolloutPolicy *p, json_t *bad) {
         size_t failures = json_array_size(hosts);
         bool aborted = e && json_is_true(json_object_get(e, "aborted"));
 
-        return json_pack("{s:s,s:b,s:b,s:O,s:i,s:i,s:O}", "sha", p->sha,
+        return json_pack("{s:s,s:b,s:b,s:O,s:i,s:i,s:o}", "sha", p->sha,
                          "halted", aborted || failures >= p->max_failures, "aborted", aborted,
                          "abort_reason", e ? json_object_get(e, "abort_reason") : json_null(),
                          "failures", (int) failures, "max_failures", (int) p->max_failures,
-                         "hosts", hosts ?: json_array());
+                         "hosts", hosts ? json_incref(hosts) : json_array());
 }
 
 static bool host_failed(json_t *h, const char *sha) {
