@@ -188,6 +188,7 @@ def started_fleet(fleet):
     for h in fleet.hosts:
         h.start()
     fleet.wait_all_on(base)
+    fleet.wait(lambda: all(h.activations(base) for h in fleet.hosts), "every host's record of the deploy")
     return base
 
 
@@ -217,6 +218,8 @@ def test_waves_reach_hosts_in_order(fleet):
     fleet.point(sha, started=started, waves=",".join(map(str, WAVES)), wave_interval=WAVE_INTERVAL,
                 max_failures=1, paused="no", previous=base)
     fleet.wait_all_on(sha)
+    # the symlink moves before the health check; the record comes after it
+    fleet.wait(lambda: all(h.activations(sha) for h in fleet.hosts), "every host's record of the deploy")
     for h in fleet.hosts:
         k = wave_of(h.host_id, sha)
         first = min(h.activations(sha))
