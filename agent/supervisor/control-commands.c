@@ -56,16 +56,38 @@ static json_t *bad_json(const ServiceState *st) {
         return a;
 }
 
+/* Where this host stands in the pointer's rollout, or null. */
+static json_t *rollout_json(const Service *s) {
+        const ServiceFleet *f = &s->fleet;
+        json_t *halted = json_null();
+
+        if (!f->rollout_sha)
+                return json_null();
+        for (size_t i = 0; i < f->n_halted; i++)
+                if (streq(f->halted[i].sha, f->rollout_sha))
+                        halted = json_string(f->halted[i].halt);
+        return json_pack("{s:s,s:s,s:I,s:o,s:o}", "sha", f->rollout_sha,
+                         "status", streq_ptr(f->rollout_sha, s->state->current) ? "taken" : strempty(f->rollout_status),
+                         "wave", (json_int_t) f->rollout_wave, "message", json_string_or_null(f->rollout_message),
+                         "halted", halted);
+}
+
 static json_t *service_json(Service *s) {
         const ServiceState *st = s->state;
+        json_t *j;
 
-        return json_pack("{s:s,s:o,s:o,s:o,s:s,s:o,s:b,s:o,s:o,s:o,s:I,s:o}", "name", s->name,
+        j = json_pack("{s:s,s:o,s:o,s:o,s:s,s:o,s:b,s:o,s:o,s:o,s:I,s:o}", "name", s->name,
                          "current", json_string_or_null(st->current), "previous", json_string_or_null(st->previous),
                          "since", timestamp_json(deployed_since(st)), "activity", s->activity,
                          "step", s->pipeline ? json_string(pipeline_step_name(s->pipeline)) : json_null(),
                          "paused", st->paused, "pinned", json_string_or_null(st->pinned),
                          "last_poll", timestamp_json(s->last_poll_usec), "last_error", json_string_or_null(st->last_error),
                          "failures", (json_int_t) s->failures, "bad", bad_json(st));
+        if (j && (json_object_set_new(j, "host_id", json_string_or_null(fleet_host_id(s))) < 0 ||
+                  json_object_set_new(j, "zone", json_string_or_null(s->fleet.zone)) < 0 ||
+                  json_object_set_new(j, "rollout", rollout_json(s)) < 0))
+                j = (json_decref(j), NULL);
+        return j;
 }
 
 static void cmd_status(Request *r) {
