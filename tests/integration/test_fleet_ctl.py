@@ -4,6 +4,7 @@ the SigV4 proxy, which enforces If-Match / If-None-Match on PUT as S3 does
 (s3rver alone ignores them). Status objects and bad markers are written
 here in the format of the fleet spec, as the agents write them."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 import harness
 from s3_helpers import DEPLOYCTL_BIN, deployctl, faults, publish, use_endpoint  # noqa: F401
+from test_fleet import Fleet, bucket, started_fleet
 
 SHA_A = "a1a1a1a1a1a1a"
 SHA_B = "b2b2b2b2b2b2b"
@@ -57,7 +59,7 @@ def fields(text):
     return dict(parse_pointer(text)[1])
 
 
-def fleet(agent, *args, env=None):
+def fleetctl(agent, *args, env=None):
     return deployctl("-c", agent.config_path, *args[:1], "fleet", *args[1:], env=env) \
         if args and args[0] == "--json" else deployctl("-c", agent.config_path, "fleet", *args, env=env)
 
@@ -137,7 +139,7 @@ def test_pause_and_resume_edit_only_the_paused_field(agent):
     assert publish_waves(agent, SHA_B).returncode == 0
     original = fields(read(agent, pointer_key(agent)))
 
-    r = fleet(agent, "--json", "pause", "app")
+    r = fleetctl(agent, "--json", "pause", "app")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["ok"] and out["changed"] and out["paused"] and out["sha"] == SHA_B
@@ -145,11 +147,11 @@ def test_pause_and_resume_edit_only_the_paused_field(agent):
     assert paused == {**original, "paused": "yes"}
 
     n = len(pointer_puts(agent))
-    r = fleet(agent, "--json", "pause", "app")                # again: nothing to write
+    r = fleetctl(agent, "--json", "pause", "app")                # again: nothing to write
     assert r.returncode == 0 and json.loads(r.stdout)["changed"] is False
     assert len(pointer_puts(agent)) == n
 
-    r = fleet(agent, "resume", "app")
+    r = fleetctl(agent, "resume", "app")
     assert r.returncode == 0 and "resumed" in r.stdout
     resumed = fields(read(agent, pointer_key(agent)))
     assert resumed.get("paused", "no") == "no"
@@ -162,7 +164,7 @@ def test_abort_marks_the_build_bad_and_points_back(agent):
     assert publish(agent, SHA_A, build(agent), "--pointer", pointer_key(agent)).returncode == 0
     assert publish_waves(agent, SHA_B).returncode == 0
 
-    r = fleet(agent, "abort", "--reason", "errors in the canary", "app")
+    r = fleetctl(agent, "abort", "--reason", "errors in the canary", "app")
     assert r.returncode == 0, r.stderr
     sha, kv = parse_pointer(read(agent, pointer_key(agent)))
     d = dict(kv)
@@ -178,7 +180,7 @@ def test_abort_without_previous_is_a_clear_error(agent):
     assert publish_waves(agent, SHA_B).returncode == 0
     before = read(agent, pointer_key(agent))
     n = len(agent.s3_requests())
-    r = fleet(agent, "abort", "app")
+    r = fleetctl(agent, "abort", "app")
     assert r.returncode == EXIT_REFUSED
     assert "no previous build" in r.stderr and SHA_B in r.stderr
     assert read(agent, pointer_key(agent)) == before
@@ -188,14 +190,14 @@ def test_abort_without_previous_is_a_clear_error(agent):
 
 def test_verbs_need_a_known_pointer_service(agent):
     configure(agent)
-    r = fleet(agent, "pause", "nosuch")
+    r = fleetctl(agent, "pause", "nosuch")
     assert r.returncode == 3 and "nosuch" in r.stderr
-    r = fleet(agent, "pause", "app")                           # nothing published yet
+    r = fleetctl(agent, "pause", "app")                           # nothing published yet
     assert r.returncode == 3 and "no pointer" in r.stderr
     agent.write_config()                                       # select = newest
-    r = fleet(agent, "pause", "app")
+    r = fleetctl(agent, "pause", "app")
     assert r.returncode == 2 and "select = pointer" in r.stderr
-    r = fleet(agent, "frobnicate", "app")
+    r = fleetctl(agent, "frobnicate", "app")
     assert r.returncode == 2
 
 
@@ -212,7 +214,7 @@ def test_a_retry_that_meets_its_own_write_is_success(agent, faults):  # noqa: F8
     def land():
         agent.s3.client.put_object(Bucket=harness.BUCKET, Key=pointer_key(agent), Body=want.encode())
     fault = faults.inject(lambda m, p: m == "PUT" and p.endswith("/LATEST"), status=500, on_hit=land)
-    r = fleet(agent, "pause", "app")
+    r = fleetctl(agent, "pause", "app")
     assert r.returncode == 0, r.stderr
     assert fault.hits == 1 and read(agent, pointer_key(agent)) == want
     statuses = [q.status for q in faults.requests(lambda q: q.method == "PUT" and q.path.endswith("/LATEST"))]
@@ -312,7 +314,7 @@ def test_fleet_status_json_over_status_objects(agent):
     assert publish_waves(agent, SHA_B, "--max-failures", "2").returncode == 0
     write_fleet(agent)
 
-    r = fleet(agent, "--json", "status", "app")
+    r = fleetctl(agent, "--json", "status", "app")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["ok"] and s["service"] == "app" and s["hosts_total"] == 7
@@ -336,8 +338,8 @@ def test_fleet_status_json_over_status_objects(agent):
 
     put_json(agent, f"{fleet_prefix(agent)}bad/{SHA_B}/web-1", {"host_id": "web-1", "sha": SHA_B,
                                                                 "reason": "exit 3", "time": iso(time.time())})
-    assert fleet(agent, "pause", "app").returncode == 0
-    s = json.loads(fleet(agent, "--json", "status", "app").stdout)
+    assert fleetctl(agent, "pause", "app").returncode == 0
+    s = json.loads(fleetctl(agent, "--json", "status", "app").stdout)
     assert s["halted"] is True and s["paused"] is True and s["breaker"]["failures"] == 2
     assert sorted((h["host_id"], h["reason"]) for h in s["breaker"]["hosts"]) == \
         [("web-1", "exit 3"), ("web-6", "health check failed")]
@@ -348,15 +350,15 @@ def test_fleet_status_after_abort_and_as_text(agent):
     assert publish(agent, SHA_A, build(agent), "--pointer", pointer_key(agent)).returncode == 0
     assert publish_waves(agent, SHA_B).returncode == 0
     write_fleet(agent)
-    assert fleet(agent, "abort", "--reason", "bad canary", "app").returncode == 0
-    s = json.loads(fleet(agent, "--json", "status", "app").stdout)
+    assert fleetctl(agent, "abort", "--reason", "bad canary", "app").returncode == 0
+    s = json.loads(fleetctl(agent, "--json", "status", "app").stdout)
     assert s["pointer"]["sha"] == SHA_A and s["pointer"]["waves"] is None
     assert s["rollout"]["wave_percent"] == 100 and s["rollout"]["hosts_on_build"] == 5
     assert s["bad"][SHA_B]["aborted"] is True and s["bad"][SHA_B]["abort_reason"] == "bad canary"
     assert [h["host_id"] for h in s["bad"][SHA_B]["hosts"]] == ["web-6"]
     assert s["halted"] is False                               # A is not halted: B is
 
-    r = fleet(agent, "status", "app")
+    r = fleetctl(agent, "status", "app")
     assert r.returncode == 0, r.stderr
     text = r.stdout
     assert f"pointer   {pointer_key(agent)} -> {SHA_A} (previous {SHA_B})" in text
@@ -369,7 +371,7 @@ def test_fleet_status_with_waves_as_text(agent):
     configure(agent)
     assert publish_waves(agent, SHA_B).returncode == 0
     write_fleet(agent)
-    text = fleet(agent, "status", "app").stdout
+    text = fleetctl(agent, "status", "app").stdout
     assert "waves     5% 25% 100%, one every 900s" in text
     assert "open      wave 1 of 3 (5%)" in text
     assert "on build  2 of 7 hosts (28.6%) against 5% open" in text
@@ -378,5 +380,89 @@ def test_fleet_status_with_waves_as_text(agent):
 
 def test_fleet_status_without_fleet_prefix_is_a_clear_error(agent):
     agent.write_config(select="pointer", pointer_key=pointer_key(agent))
-    r = fleet(agent, "status", "app")
+    r = fleetctl(agent, "status", "app")
     assert r.returncode == 2 and "fleet_prefix" in r.stderr
+
+
+# -- end to end: 5 agents -----------------------------------------------------
+
+def test_pause_resume_abort_with_five_agents(fleet_of):  # noqa: F811
+    """pause stops the spread, resume continues it, abort brings every host
+    back and none takes the aborted build again, even when the pointer names
+    it once more. Time passing is played by moving the pointer's `started`
+    back, which is all a clock would change."""
+    fleet = fleet_of(5)
+    base = started_fleet(fleet)
+    cfg = fleet.hosts[0].config
+    waves = (2000, 10000)
+    sha = next(s for s in (hashlib.sha1(f"ctl-{i}".encode()).hexdigest()[:12] for i in range(1000))
+               if 1 <= sum(bucket(h, s) < waves[0] for h in fleet.ids) <= 3)
+    first = [h for h in fleet.hosts if bucket(h.host_id, sha) < waves[0]]
+    later = [h for h in fleet.hosts if h not in first]
+    art = fleet.dir / "build.tar.gz"
+    art.write_bytes(harness.make_tar_gz({"app": f"{sha}\n".encode(), "healthy": b"yes\n"}))
+    r = deployctl("-c", cfg, "publish", "--bucket", harness.BUCKET, "--prefix", f"{fleet.prefix}builds/",
+                  "--sha", sha, "--pointer", f"{fleet.prefix}LATEST", "--waves", "20%,100%",
+                  "--wave-interval", "1h", art)
+    assert r.returncode == 0, r.stderr
+    fleet.wait_all_on(sha, first)
+
+    def rollout(h):
+        return h.ctl_status()["rollout"] or {}
+    fleet.wait(lambda: all(rollout(h).get("status") == "waiting" for h in later), "later hosts waiting")
+    assert fleetctl_at(cfg, "pause").returncode == 0
+    # An hour later: every wave open, but paused.
+    text = fleet.object("LATEST").decode()
+    started = int(fields(text)["started"])
+    fleet.s3.client.put_object(Bucket=harness.BUCKET, Key=f"{fleet.prefix}LATEST",
+                               Body=text.replace(f"started={started}", f"started={started - 7200}").encode())
+    fleet.wait(lambda: all(rollout(h).get("status") == "paused" and rollout(h).get("wave") == 1 for h in later),
+               "later hosts see the paused rollout with every wave open")
+    assert all(h.current() == base and not h.ever_activated(sha) for h in later)
+    s = json.loads(fleetctl_at(cfg, "--json", "status").stdout)
+    assert s["paused"] and s["rollout"]["wave"] == 2 and s["rollout"]["wave_percent"] == 100
+    assert s["rollout"]["hosts_on_build"] == len(first) and s["hosts_total"] == 5
+
+    assert fleetctl_at(cfg, "resume").returncode == 0
+    fleet.wait_all_on(sha)
+    fleet.wait(lambda: all(h.activations(sha) for h in fleet.hosts), "every host's record of the deploy")
+    taken = {h.host_id: len(h.activations(sha)) for h in fleet.hosts}
+
+    r = fleetctl_at(cfg, "abort", "--reason", "errors after the rollout")
+    assert r.returncode == 0, r.stderr
+    fleet.wait_all_on(base)
+    assert fields(fleet.object("LATEST").decode()) == {"previous": sha}
+    # The pointer names the aborted build again (a stale CI job, say): the
+    # _abort marker halts it on every host.
+    fleet.point(sha)
+    fleet.wait(lambda: all(rollout(h).get("sha") == sha and rollout(h).get("status") == "halted"
+                           for h in fleet.hosts), "every host halted on the aborted build")
+    assert all(h.current() == base for h in fleet.hosts)
+    assert {h.host_id: len(h.activations(sha)) for h in fleet.hosts} == taken
+    s = json.loads(fleetctl_at(cfg, "--json", "status").stdout)
+    assert s["halted"] and s["breaker"]["aborted"] and s["breaker"]["abort_reason"] == "errors after the rollout"
+    fleet.wait(lambda: all(fleet.status_object(h)["current"] == base for h in fleet.hosts), "status objects")
+    s = json.loads(fleetctl_at(cfg, "--json", "status").stdout)
+    assert s["builds"] == {base: {"ok": 5}} and s["stale"] == [] and s["failed"] == []
+
+
+def fleetctl_at(cfg, *args):
+    args = list(args)
+    pre = [args.pop(0)] if args and args[0] == "--json" else []
+    return deployctl("-c", cfg, *pre, "fleet", *args, "app")
+
+
+@pytest.fixture
+def fleet_of(s3, test_dir):
+    """test_fleet's Fleet (agents on this machine), cut to n hosts."""
+    made = []
+
+    def make(n):
+        f = Fleet(s3, test_dir)
+        f.hosts = f.hosts[:n]
+        f.ids = f.ids[:n]
+        made.append(f)
+        return f
+    yield make
+    for f in made:
+        f.stop()
