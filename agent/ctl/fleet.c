@@ -251,6 +251,8 @@ static int write_abort_marker(Fleet *f, const char *sha, char **ret_key, char **
         r = s3_put_data_if(f->s3, f->svc->bucket, key, body, strlen(body), &cond, NULL, ret_error);
         if (r < 0 && r != S3_CONDITION_FAILED)
                 return r;
+        if (r < 0 && ret_error)                 /* there already: not an error */
+                *ret_error = mfree(*ret_error);
         *ret_key = TAKE_PTR(key);
         return 0;
 }

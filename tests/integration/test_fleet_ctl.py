@@ -260,6 +260,33 @@ def test_an_edit_on_a_stale_etag_loses_and_writes_nothing(agent):
     assert parse_pointer(winner)[0] == SHA_C and fields(winner)["previous"] == SHA_B
 
 
+def test_an_abort_that_loses_the_race_leaves_the_build_halted(agent):
+    """abort writes bad/<sha>/_abort before the pointer (a crash between
+    the two must leave the build halted): when the pointer write then loses,
+    the marker stays, and the message says so."""
+    configure(agent)
+    assert publish(agent, SHA_A, build(agent), "--pointer", pointer_key(agent)).returncode == 0
+    assert publish_waves(agent, SHA_B).returncode == 0
+    hold = agent.tmp / "hold"
+    slow = held(agent, hold, "fleet", "abort", "--reason", "first", "app")
+    wait_read(hold, slow)
+    assert publish_waves(agent, SHA_C).returncode == 0
+    winner = read(agent, pointer_key(agent))
+    hold.touch()
+    _, err = slow.communicate(timeout=120)
+    assert slow.returncode == EXIT_CONFLICT and CONFLICT in err and f"{SHA_B} stays halted" in err
+    assert read(agent, pointer_key(agent)) == winner
+    assert json.loads(read(agent, f"{fleet_prefix(agent)}bad/{SHA_B}/_abort"))["reason"] == "first"
+    # Aborting C (previous B) works; aborting B again keeps its first marker.
+    assert fleetctl(agent, "abort", "--reason", "second", "app").returncode == 0
+    assert parse_pointer(read(agent, pointer_key(agent)))[0] == SHA_B
+    assert json.loads(read(agent, f"{fleet_prefix(agent)}bad/{SHA_C}/_abort"))["reason"] == "second"
+    r = fleetctl(agent, "abort", "--reason", "third", "app")
+    assert r.returncode == 0 and r.stderr == ""
+    assert parse_pointer(read(agent, pointer_key(agent)))[0] == SHA_C
+    assert json.loads(read(agent, f"{fleet_prefix(agent)}bad/{SHA_B}/_abort"))["reason"] == "first"
+
+
 def test_racing_edits_have_exactly_one_winner(agent):
     configure(agent)
     assert publish(agent, SHA_A, build(agent), "--pointer", pointer_key(agent)).returncode == 0
