@@ -139,8 +139,10 @@ def test_pause_and_resume_edit_only_the_paused_field(agent):
     assert publish_waves(agent, SHA_B).returncode == 0
     original = fields(read(agent, pointer_key(agent)))
 
+    n = len(agent.s3_requests())
     r = fleetctl(agent, "--json", "pause", "app")
     assert r.returncode == 0, r.stderr
+    assert [(m, st) for m, _, st in agent.s3_requests()[n:]] == [("GET", 200), ("PUT", 200)]
     out = json.loads(r.stdout)
     assert out["ok"] and out["changed"] and out["paused"] and out["sha"] == SHA_B
     paused = fields(read(agent, pointer_key(agent)))
@@ -341,8 +343,14 @@ def test_fleet_status_json_over_status_objects(agent):
     assert publish_waves(agent, SHA_B, "--max-failures", "2").returncode == 0
     write_fleet(agent)
 
+    n = len(agent.s3_requests())
     r = fleetctl(agent, "--json", "status", "app")
     assert r.returncode == 0, r.stderr
+    # What status costs: the pointer, one LIST and one GET per status
+    # object (8: 7 hosts and a broken one), one LIST of bad/ and a GET per marker.
+    assert sorted((m, p.split("?")[1].split("&")[0] if "?" in p else "object")
+                  for m, p, _ in agent.s3_requests()[n:]) == \
+        [("GET", "list-type=2")] * 2 + [("GET", "object")] * 10
     s = json.loads(r.stdout)
     assert s["ok"] and s["service"] == "app" and s["hosts_total"] == 7
     assert s["pointer"]["sha"] == SHA_B and s["pointer"]["previous"] == SHA_A
