@@ -35,6 +35,7 @@ typedef struct AgentConfig {
         unsigned max_workers;
         char *worker_user;
         int log_level;                     /* LOG_ERR .. LOG_DEBUG */
+        char *host_id;                     /* NULL: IMDS instance id, else /etc/machine-id */
 } AgentConfig;
 
 typedef struct S3Config {
@@ -80,6 +81,9 @@ typedef struct ServiceConfig {
         uint64_t max_artifact_size;
         uint64_t max_unpacked_size;
         uint64_t max_entries;
+        char *fleet_prefix;                /* NULL: no fleet features */
+        bool canary;                       /* always in a rollout's first wave */
+        uint64_t status_interval_usec;     /* heartbeat of the status object */
 } ServiceConfig;
 
 typedef struct Config {

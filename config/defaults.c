@@ -58,6 +58,7 @@ int config_service_defaults(ServiceConfig *s, const char *name) {
                 .max_artifact_size = UINT64_C(2) << 30,
                 .max_unpacked_size = UINT64_C(8) << 30,
                 .max_entries = 200000,
+                .status_interval_usec = 3600 * USEC_PER_SEC,
         };
         if (set_string(&s->name, name) < 0 ||
             set_string(&s->prefix, "") < 0 ||
@@ -71,6 +72,7 @@ void config_agent_done(AgentConfig *a) {
         free(a->socket);
         free(a->admin_group);
         free(a->worker_user);
+        free(a->host_id);
 }
 
 /* Secrets are wiped, not just freed: a core dump should not carry them. */
@@ -86,7 +88,7 @@ void config_service_done(ServiceConfig *s) {
         char *strings[] = {
                 s->name, s->bucket, s->prefix, s->suffix, s->pointer_key, s->public_key,
                 s->root, s->owner, s->unit, s->health_url, s->health_command,
-                s->pre_activate, s->post_activate,
+                s->pre_activate, s->post_activate, s->fleet_prefix,
         };
 
         for (size_t i = 0; i < ELEMENTSOF(strings); i++)
@@ -168,6 +170,19 @@ static int check_service_required(const ServiceConfig *s, const SectionInfo *inf
         return r;
 }
 
+/* In newest mode the agent lists prefix at every poll: status and bad
+ * markers under it would grow every listing with the fleet's size. */
+static int check_fleet_prefix(const ServiceConfig *s, const SectionInfo *info) {
+        if (!s->fleet_prefix || s->select != SELECT_NEWEST || key_failed(info, SECTION_SERVICE, "prefix") ||
+            key_failed(info, SECTION_SERVICE, "select"))
+                return 0;
+        if (strncmp(s->fleet_prefix, s->prefix, strlen(s->prefix)) != 0)
+                return 0;
+        return section_error(info, key_line(info, SECTION_SERVICE, "fleet_prefix"), "fleet_prefix",
+                             "must not lie under prefix (\"%s\") with select = newest: "
+                             "every poll would list the fleet's objects", s->prefix);
+}
+
 int config_check_service(const Config *c, const ServiceConfig *s, const SectionInfo *info) {
         int r;
 
@@ -177,6 +192,8 @@ int config_check_service(const Config *c, const ServiceConfig *s, const SectionI
             !key_failed(info, SECTION_SERVICE, "health_timeout"))
                 r = section_error(info, key_line(info, SECTION_SERVICE, "health_settle"),
                                   "health_settle", "must not be longer than health_timeout");
+        if (r >= 0)
+                r = check_fleet_prefix(s, info);
         return r;
 }
 

@@ -9,6 +9,7 @@
 #include <pwd.h>
 
 #include "artifact/minisign.h"
+#include "artifact/rollout.h"
 #include "config/config-internal.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -86,6 +87,16 @@ static int check_owner(const ConfigItem *item, char *v, char **ret_problem) {
                 return error_set(ret_problem, -EINVAL, "must be USER or USER:GROUP, got \"%s\"", v);
         if (user_is_root(v, ulen))
                 return error_set(ret_problem, -EINVAL, "must not be root (uid 0), got \"%s\"", v);
+        return 0;
+}
+
+/* The host's name in fleet object keys (status/<host_id>.json,
+ * bad/<sha>/<host_id>): '_' is kept for markers like bad/<sha>/_abort. */
+static int check_host_id(const ConfigItem *item, char *v, char **ret_problem) {
+        if (!rollout_host_id_is_valid(v))
+                return error_set(ret_problem, -EINVAL,
+                                 "must be 1..64 characters of A-Z a-z 0-9 . _ - not starting with '.' or '_', "
+                                 "got \"%s\"", v);
         return 0;
 }
 
@@ -220,6 +231,7 @@ static const ConfigItem agent_items[] = {
         { A("max_workers", max_workers), ITEM_UNSIGNED, .min = 1, .max = 64 },
         { A("worker_user", worker_user), ITEM_STRING, .check = check_worker_user },
         { A("log_level", log_level), ITEM_LOG_LEVEL },
+        { A("host_id", host_id), ITEM_STRING, ITEM_OPTIONAL, .check = check_host_id },
 };
 
 static const ConfigItem s3_items[] = {
@@ -261,6 +273,9 @@ static const ConfigItem service_items[] = {
         { V("max_artifact_size", max_artifact_size), ITEM_SIZE, .min = 1 },
         { V("max_unpacked_size", max_unpacked_size), ITEM_SIZE, .min = 1 },
         { V("max_entries", max_entries), ITEM_COUNT, .min = 1, .max = INT64_MAX },
+        { V("fleet_prefix", fleet_prefix), ITEM_STRING, ITEM_OPTIONAL, .check = check_object_key, .max = 512 },
+        { V("canary", canary), ITEM_BOOL },
+        { V("status_interval", status_interval_usec), ITEM_DURATION, .min = USEC_PER_SEC },
 };
 
 _Static_assert(ELEMENTSOF(service_items) <= SECTION_ITEMS_MAX, "grow SECTION_ITEMS_MAX");

@@ -147,6 +147,25 @@ static void print_next(json_t *s) {
         }
 }
 
+/* Shown only with the fleet: a host without it prints what it always did. */
+static void print_fleet(json_t *s) {
+        json_t *ro = json_object_get(s, "rollout");
+        char a[13];
+
+        if (field_string(s, "host_id"))
+                printf("  host     %s%s%s\n", field_string(s, "host_id"), field_string(s, "zone") ? " in " : "",
+                       strempty(field_string(s, "zone")));
+        if (!json_is_object(ro))
+                return;
+        printf("  rollout  %s  %s, wave %llu", short_sha(field_string(ro, "sha"), a), strempty(field_string(ro, "status")),
+               (unsigned long long) field_uint64(ro, "wave"));
+        if (field_string(ro, "halted"))
+                printf(": halted by %s", field_string(ro, "halted"));
+        else if (field_string(ro, "message"))
+                printf(": %s", field_string(ro, "message"));
+        printf("\n");
+}
+
 static void print_service(json_t *s) {
         json_t *bad = json_object_get(s, "bad"), *b;
         const char *previous = field_string(s, "previous");
@@ -169,6 +188,7 @@ static void print_service(json_t *s) {
                 printf("  error    %s\n", field_string(s, "last_error"));
         json_array_foreach(bad, i, b)
                 printf("  bad      %s  %s\n", short_sha(field_string(b, "sha"), a), strempty(field_string(b, "reason")));
+        print_fleet(s);
 }
 
 void ctl_print_status(json_t *res) {

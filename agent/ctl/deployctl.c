@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "ctl/ctl-client.h"
 #include "ctl/ctl-print.h"
+#include "ctl/fleet.h"
 #include "ctl/publish.h"
 #include "common/util.h"
 #include "version.h"
@@ -281,7 +282,9 @@ static void help(FILE *f) {
                "Query and drive deploy-agent over its control socket.\n\nCommands:\n");
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
                 fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].usage);
-        fprintf(f, "  %-9s --bucket B --prefix P --sha SHA [--suffix S] [--minisig F] [--pointer K] FILE\n"
+        fprintf(f, "  %-9s --bucket B --prefix P --sha SHA [--suffix S] [--minisig F] [--pointer K "
+               "[--waves W --wave-interval D [--max-failures N]]] FILE\n"
+               "  fleet     status|pause|resume|abort SERVICE (a rollout across hosts, through S3)\n"
                "\nOptions:\n"
                "  -s, --socket PATH  control socket (default: [agent] socket of the config, else %s)\n"
                "  -c, --config FILE  configuration file (default %s)\n"
@@ -289,7 +292,9 @@ static void help(FILE *f) {
                "  -h, --help         this help; COMMAND --help for one command\n"
                "      --version      print the git SHA deployctl was built from\n\n"
                "Exit status: 0 ok, 1 failed, 2 usage, 3 unknown service or nothing deployed,\n"
-               "4 permission denied, 5 agent unreachable, 6 timed out.\n",
+               "4 permission denied, 5 agent unreachable, 6 timed out, 7 the pointer changed since\n"
+               "it was read (another operator?): nothing written, 8 refused (fleet abort with no\n"
+               "previous build).\n",
                "publish", CTL_DEFAULT_SOCKET, CONFIG_DEFAULT_PATH);
 }
 
@@ -333,6 +338,8 @@ int main(int argc, char **argv) {
                 return help(stderr), CTL_EXIT_USAGE;
         if (streq(argv[optind], "publish"))
                 return publish_main(config_path, argc - optind, argv + optind);
+        if (streq(argv[optind], "fleet"))
+                return fleet_main(config_path, ctl.json, argc - optind, argv + optind);
         cmd = find_command(argv[optind]);
         if (!cmd)
                 return fprintf(stderr, "deployctl: unknown command \"%s\"; see --help\n", argv[optind]), CTL_EXIT_USAGE;

@@ -47,6 +47,12 @@ static int check_options(const PublishOptions *o, char **ret_error) {
                 return error_set(ret_error, -EINVAL, "--prefix must not start with '/'");
         if (o->pointer_key && (isempty(o->pointer_key) || o->pointer_key[0] == '/'))
                 return error_set(ret_error, -EINVAL, "--pointer must be a key that does not start with '/'");
+        if ((o->waves.n_waves > 0) != (o->waves.wave_interval_usec > 0))
+                return error_set(ret_error, -EINVAL, "--waves and --wave-interval go together");
+        if ((o->waves.n_waves > 0 || o->waves.max_failures > 0) && !o->pointer_key)
+                return error_set(ret_error, -EINVAL, "--waves and --max-failures need --pointer");
+        if (o->waves.max_failures > 0 && o->waves.n_waves == 0)
+                return error_set(ret_error, -EINVAL, "--max-failures needs --waves");
         return 0;
 }
 
@@ -156,6 +162,21 @@ static int put_text(S3Client *c, FILE *out, const char *bucket, const char *key,
         return 0;
 }
 
+/* A staged rollout: the pointer is edited, not overwritten (fleet.c). */
+static int put_policy(S3Client *c, FILE *out, const PublishOptions *o, char **ret_error) {
+        _cleanup_free_ char *text = NULL, *why = NULL;
+        int r;
+
+        r = fleet_publish_pointer(c, o->bucket, o->pointer_key, o->sha, &o->waves, now_usec(CLOCK_REALTIME), &text,
+                                  &why);
+        if (r == S3_CONDITION_FAILED)
+                return error_set(ret_error, r, "%s; the artifact is uploaded: publish again to point at it", why);
+        if (r < 0)
+                return error_set(ret_error, r, "%s", why ?: strerror(-r));
+        fprintf(out, "pointed s3://%s/%s at %s:\n%s", o->bucket, o->pointer_key, o->sha, text);
+        return 0;
+}
+
 static int upload(S3Client *c, const PublishOptions *o, const Prepared *p, FILE *out, char **ret_error) {
         _cleanup_free_ char *sidecar = NULL, *sidecar_key = NULL, *sig_key = NULL, *etag = NULL, *ptr = NULL;
         int r;
@@ -176,6 +197,8 @@ static int upload(S3Client *c, const PublishOptions *o, const Prepared *p, FILE 
                 return r;
         fprintf(out, "uploaded s3://%s/%s (%" PRIu64 " bytes, sha256 %s, ETag %s)\n", o->bucket, p->key,
                 p->size, p->sha256, strempty(etag));
+        if (o->pointer_key && o->waves.n_waves > 0)
+                return put_policy(c, out, o, ret_error);
         if (o->pointer_key)
                 return put_text(c, out, o->bucket, o->pointer_key, ptr, strlen(ptr), ret_error);
         return 0;
@@ -203,9 +226,39 @@ static void help(void) {
         printf("Usage: deployctl [-c FILE] publish --bucket B [--prefix P] --sha SHA [--suffix .tar.gz]\n"
                "                 [--minisig SIGFILE] [--pointer KEY] FILE\n"
                "Upload FILE as s3://B/P<SHA><SUFFIX> with its .sha256 (and .minisig), then\n"
-               "point KEY at SHA. S3 settings come from the [s3] section of the config file\n"
+               "point KEY at SHA. With --waves 5%%,25%%,100%% --wave-interval 15m [--max-failures N]\n"
+               "the pointer carries a staged rollout: the hosts take SHA wave by wave, and stop\n"
+               "once N hosts (default 1) rolled it back; the pointer is read, edited and written\n"
+               "with If-Match on its ETag, and remembers the build it named before (for\n"
+               "'deployctl fleet abort'). S3 settings come from the [s3] section of the config file\n"
                "(default %s); without one, from AWS_REGION, AWS_ENDPOINT_URL_S3 and the\n"
-               "usual AWS credentials (environment, then EC2 IMDSv2).\n", CONFIG_DEFAULT_PATH);
+               "usual AWS credentials (environment, then EC2 IMDSv2).\n"
+               "Exit status: 0 published, 1 failed, 2 usage or configuration, 7 the pointer\n"
+               "changed since it was read (another operator?): the pointer was not written.\n",
+               CONFIG_DEFAULT_PATH);
+}
+
+#define MAX_FAILURES_MAX 100000U
+
+static int parse_rollout_option(int c, const char *v, FleetWaves *w) {
+        _cleanup_free_ char *why = NULL;
+        char *end;
+        unsigned long n;
+
+        if (c == 'W' && fleet_parse_waves(v, w->waves, &w->n_waves, &why) < 0)
+                return fprintf(stderr, "deployctl publish: %s\n", why ?: "invalid --waves"), -EINVAL;
+        if (c == 'I' && (config_parse_duration(v, &w->wave_interval_usec) < 0 ||
+                         w->wave_interval_usec < USEC_PER_SEC))
+                return fprintf(stderr, "deployctl publish: --wave-interval takes a duration of at least 1s "
+                               "(90s, 15m, 1h)\n"), -EINVAL;
+        if (c == 'F') {
+                errno = 0;
+                n = strtoul(v, &end, 10);
+                if (errno != 0 || end == v || *end != '\0' || v[0] == '-' || n < 1 || n > MAX_FAILURES_MAX)
+                        return fprintf(stderr, "deployctl publish: --max-failures takes a number >= 1\n"), -EINVAL;
+                w->max_failures = (unsigned) n;
+        }
+        return 0;
 }
 
 static int parse_args(int argc, char **argv, PublishOptions *o) {
@@ -216,6 +269,9 @@ static int parse_args(int argc, char **argv, PublishOptions *o) {
                 { "suffix", required_argument, NULL, 'x' },
                 { "minisig", required_argument, NULL, 'm' },
                 { "pointer", required_argument, NULL, 'P' },
+                { "waves", required_argument, NULL, 'W' },
+                { "wave-interval", required_argument, NULL, 'I' },
+                { "max-failures", required_argument, NULL, 'F' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -231,6 +287,12 @@ static int parse_args(int argc, char **argv, PublishOptions *o) {
                 case 'x': o->suffix = optarg; break;
                 case 'm': o->minisig_path = optarg; break;
                 case 'P': o->pointer_key = optarg; break;
+                case 'W':
+                case 'I':
+                case 'F':
+                        if (parse_rollout_option(c, optarg, &o->waves) < 0)
+                                return -EINVAL;
+                        break;
                 case 'h': help(); return 0;
                 default: return -EINVAL;
                 }
@@ -276,7 +338,7 @@ int publish_main(const char *config_path, int argc, char **argv) {
         r = publish_run(cfg ? &cfg->s3 : &env_s3, &o, stdout, &error);
         if (r < 0) {
                 fprintf(stderr, "deployctl publish: %s\n", error ?: strerror(-r));
-                return r == -EINVAL ? 2 : 1;
+                return r == -EINVAL ? 2 : r == S3_CONDITION_FAILED ? FLEET_EXIT_CONFLICT : 1;
         }
         return 0;
 }

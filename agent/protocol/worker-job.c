@@ -5,6 +5,7 @@
 
 #include <syslog.h>
 
+#include "artifact/rollout.h"
 #include "common/util.h"
 #include "protocol/wire.h"
 
@@ -70,10 +71,44 @@ static void check_suffix(WireReader *rd, const char *key, const char *suffix) {
 
 /* ---- discover ---- */
 
+static json_t *fleet_encode(const FleetJob *f) {
+        json_t *settled = json_array();
+
+        for (size_t i = 0; settled && i < f->n_settled && i < FLEET_SETTLED_MAX; i++)
+                if (json_array_append_new(settled, json_string(f->settled[i])) < 0)
+                        settled = (json_decref(settled), NULL);
+        return json_pack("{s:s?,s:s?,s:b,s:o}", "prefix", f->prefix, "host_id", f->host_id, "canary", f->canary,
+                         "settled", settled);
+}
+
+static void fleet_decode(WireReader *parent, FleetJob *f) {
+        json_t *settled = NULL, *v;
+        WireReader rd;
+        size_t i;
+
+        wire_reader_sub(parent, "fleet", &rd);
+        wire_string_or_null(&rd, "prefix", &f->prefix);
+        wire_string_or_null(&rd, "host_id", &f->host_id);
+        wire_bool(&rd, "canary", &f->canary);
+        wire_array(&rd, "settled", FLEET_SETTLED_MAX, &settled);
+        if (f->host_id && !rollout_host_id_is_valid(f->host_id))
+                wire_fail(&rd, "host_id", "not a host id");
+        json_array_foreach(settled, i, v) {
+                if (!json_is_string(v) || !sha_is_valid(json_string_value(v))) {
+                        wire_fail(&rd, "settled", "element %zu is not a sha", i);
+                        break;
+                }
+                if (f->n_settled < FLEET_SETTLED_MAX)
+                        strcpy(f->settled[f->n_settled++], json_string_value(v)); /* valid: at most 40 */
+        }
+        wire_reader_close(&rd, parent);
+}
+
 static json_t *discover_encode(const DiscoverJob *j) {
-        return json_pack("{s:o,s:s,s:s,s:s,s:s,s:s?,s:s?}", "s3", s3_encode(&j->s3), "bucket", j->bucket,
+        return json_pack("{s:o,s:s,s:s,s:s,s:s,s:s?,s:s?,s:o}", "s3", s3_encode(&j->s3), "bucket", j->bucket,
                          "prefix", j->prefix, "suffix", j->suffix, "select", select_mode_to_string(j->select),
-                         "pointer_key", j->pointer_key, "pointer_etag", j->pointer_etag);
+                         "pointer_key", j->pointer_key, "pointer_etag", j->pointer_etag,
+                         "fleet", fleet_encode(&j->fleet));
 }
 
 static void discover_decode(WireReader *rd, DiscoverJob *j) {
@@ -86,6 +121,7 @@ static void discover_decode(WireReader *rd, DiscoverJob *j) {
         wire_enum(rd, "select", select_mode_from_string, &select);
         wire_string_or_null(rd, "pointer_key", &j->pointer_key);
         wire_string_or_null(rd, "pointer_etag", &j->pointer_etag);
+        fleet_decode(rd, &j->fleet);
         j->select = (SelectMode) select;
         if (j->select == SELECT_POINTER && isempty(j->pointer_key))
                 wire_fail(rd, "pointer_key", "select = pointer needs a pointer key");
@@ -98,6 +134,8 @@ static void discover_done(DiscoverJob *j) {
         free(j->suffix);
         free(j->pointer_key);
         free(j->pointer_etag);
+        free(j->fleet.prefix);
+        free(j->fleet.host_id);
 }
 
 /* ---- fetch ---- */
@@ -290,6 +328,39 @@ static void prune_done(PruneJob *j) {
         free(j->downloads_dir);
 }
 
+/* ---- report ---- */
+
+static json_t *report_encode(const ReportJob *j) {
+        return json_pack("{s:o,s:s,s:s,s:s,s:s?,s:s?,s:s?}", "s3", s3_encode(&j->s3), "bucket", j->bucket,
+                         "fleet_prefix", j->fleet_prefix, "host_id", j->host_id, "status", j->status,
+                         "bad_sha", j->bad_sha, "bad_body", j->bad_body);
+}
+
+static void report_decode(WireReader *rd, ReportJob *j) {
+        s3_decode(rd, &j->s3);
+        wire_string(rd, "bucket", &j->bucket);
+        wire_string(rd, "fleet_prefix", &j->fleet_prefix);
+        wire_string(rd, "host_id", &j->host_id);
+        wire_string_or_null(rd, "status", &j->status);
+        wire_string_or_null(rd, "bad_sha", &j->bad_sha);
+        wire_string_or_null(rd, "bad_body", &j->bad_body);
+        check_sha(rd, "bad_sha", j->bad_sha);
+        if (j->host_id && !rollout_host_id_is_valid(j->host_id))
+                wire_fail(rd, "host_id", "not a host id");
+        if (!j->bad_sha != !j->bad_body)
+                wire_fail(rd, "bad_body", "a marker needs both its sha and its body");
+}
+
+static void report_done(ReportJob *j) {
+        s3_done(&j->s3);
+        free(j->bucket);
+        free(j->fleet_prefix);
+        free(j->host_id);
+        free(j->status);
+        free(j->bad_sha);
+        free(j->bad_body);
+}
+
 /* ---- the envelope ---- */
 
 static json_t *body_encode(const WorkerJob *j) {
@@ -301,6 +372,7 @@ static json_t *body_encode(const WorkerJob *j) {
         case WORKER_STEP_ACTIVATE: return activate_encode(&j->activate);
         case WORKER_STEP_RESTART: return restart_encode(&j->restart);
         case WORKER_STEP_PRUNE: return prune_encode(&j->prune);
+        case WORKER_STEP_REPORT: return report_encode(&j->report);
         default: return NULL;
         }
 }
@@ -371,6 +443,7 @@ static void body_decode(WireReader *parent, WorkerJob *j) {
         case WORKER_STEP_ACTIVATE: activate_decode(&rd, &j->activate); break;
         case WORKER_STEP_RESTART: restart_decode(&rd, &j->restart); break;
         case WORKER_STEP_PRUNE: prune_decode(&rd, &j->prune); break;
+        case WORKER_STEP_REPORT: report_decode(&rd, &j->report); break;
         default: wire_fail(&rd, NULL, "no such step");
         }
         wire_reader_close(&rd, parent);
@@ -415,6 +488,7 @@ void worker_job_done(WorkerJob *j) {
         case WORKER_STEP_ACTIVATE: activate_done(&j->activate); break;
         case WORKER_STEP_RESTART: restart_done(&j->restart); break;
         case WORKER_STEP_PRUNE: prune_done(&j->prune); break;
+        case WORKER_STEP_REPORT: report_done(&j->report); break;
         default: break;
         }
         free(j->service);

@@ -44,6 +44,20 @@ typedef struct CleanupJob {
         uint64_t budget_usec;
 } CleanupJob;
 
+#define SHA_MAX_LEN 40 /* sha_is_valid(): 7 to 40 hex digits */
+#define FLEET_SETTLED_MAX 16
+
+/* Discover's part of the fleet (docs/design.md, "Fleet"). */
+typedef struct FleetJob {
+        char *prefix;                  /* [service] fleet_prefix; NULL: no breaker */
+        char *host_id;                 /* NULL: resolve it (IMDS, else /etc/machine-id) */
+        bool canary;
+        /* shas the supervisor decides on alone (current, bad here, halted):
+         * no wave check and no breaker LIST for them */
+        char settled[FLEET_SETTLED_MAX][SHA_MAX_LEN + 1];
+        size_t n_settled;
+} FleetJob;
+
 typedef struct DiscoverJob {
         S3Config s3;
         char *bucket;
@@ -52,6 +66,7 @@ typedef struct DiscoverJob {
         SelectMode select;
         char *pointer_key;             /* select = pointer */
         char *pointer_etag;            /* of the pointer last settled, or NULL */
+        FleetJob fleet;
 } DiscoverJob;
 
 typedef struct FetchJob {
@@ -101,7 +116,6 @@ typedef struct RestartJob {
 } RestartJob;
 
 #define PRUNE_PROTECT_MAX 4
-#define SHA_MAX_LEN 40 /* sha_is_valid(): 7 to 40 hex digits */
 
 typedef struct PruneJob {
         char *root;
@@ -110,6 +124,18 @@ typedef struct PruneJob {
         char protect[PRUNE_PROTECT_MAX][SHA_MAX_LEN + 1]; /* shas never removed */
         size_t n_protect;
 } PruneJob;
+
+/* The fleet objects one host writes: status/<host_id>.json (its text made
+ * by the supervisor) and one bad/<sha>/<host_id> marker. */
+typedef struct ReportJob {
+        S3Config s3;
+        char *bucket;
+        char *fleet_prefix;
+        char *host_id;
+        char *status;                  /* JSON text, or NULL */
+        char *bad_sha;                 /* NULL: no marker to write */
+        char *bad_body;
+} ReportJob;
 
 typedef struct WorkerJob {
         WorkerStep step;
@@ -125,6 +151,7 @@ typedef struct WorkerJob {
                 ActivateJob activate;
                 RestartJob restart;
                 PruneJob prune;
+                ReportJob report;
         };
 } WorkerJob;
 

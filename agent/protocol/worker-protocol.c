@@ -11,6 +11,7 @@ static const char *const step_names[_WORKER_STEP_MAX] = {
         [WORKER_STEP_ACTIVATE] = "activate",
         [WORKER_STEP_RESTART] = "restart",
         [WORKER_STEP_PRUNE] = "prune",
+        [WORKER_STEP_REPORT] = "report",
 };
 
 /* The one place that says which step keeps root. */
@@ -22,6 +23,7 @@ static const WorkerRunAs step_run_as[_WORKER_STEP_MAX] = {
         [WORKER_STEP_ACTIVATE] = WORKER_RUN_AS_ROOT,
         [WORKER_STEP_RESTART] = WORKER_RUN_AS_ROOT,
         [WORKER_STEP_PRUNE] = WORKER_RUN_AS_ROOT,
+        [WORKER_STEP_REPORT] = WORKER_RUN_AS_WORKER_USER,
 };
 
 const char *worker_step_to_string(WorkerStep s) {

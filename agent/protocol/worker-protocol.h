@@ -24,7 +24,8 @@ typedef enum WorkerStep {
         WORKER_STEP_ACTIVATE,
         WORKER_STEP_RESTART,
         WORKER_STEP_PRUNE,
-        WORKER_STEP_CLEANUP,           /* last: the fuzz corpora pick a step by its number */
+        WORKER_STEP_CLEANUP,           /* the fuzz corpora pick a step by its number: */
+        WORKER_STEP_REPORT,            /* new steps go last */
         _WORKER_STEP_MAX,
 } WorkerStep;
 
@@ -36,7 +37,7 @@ int worker_step_from_string(const char *s);
  * bytes from the network or from an archive never keep root. */
 typedef enum WorkerRunAs {
         WORKER_RUN_AS_ROOT,            /* cleanup, activate, restart, prune: root's own files and systemd */
-        WORKER_RUN_AS_WORKER_USER,     /* discover, fetch: [agent] worker_user */
+        WORKER_RUN_AS_WORKER_USER,     /* discover, fetch, report: [agent] worker_user */
         WORKER_RUN_AS_OWNER,           /* unpack: the service's owner (default worker_user) */
         _WORKER_RUN_AS_MAX,
 } WorkerRunAs;

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "protocol/worker-result.h"
 
+#include "artifact/rollout.h"
 #include "common/util.h"
 #include "protocol/wire.h"
 
@@ -24,12 +25,47 @@ static void check_sha(WireReader *rd, const char *key, const char *sha) {
 
 /* ---- discover ---- */
 
+static json_t *rollout_encode(const RolloutResult *r) {
+        if (!r->set)
+                return json_null();
+        return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:b,s:b,s:s?}", "sha", r->sha, "wave", (json_int_t) r->wave,
+                         "n_waves", (json_int_t) r->n_waves, "percent_bp", (json_int_t) r->percent_bp,
+                         "bucket", (json_int_t) r->bucket, "host_wave", (json_int_t) r->host_wave,
+                         "opens", (json_int_t) r->opens_usec, "admitted", r->admitted, "paused", r->paused,
+                         "halted", r->halted, "halt", r->halt);
+}
+
 static json_t *discover_encode(const DiscoverResult *d) {
-        return json_pack("{s:b,s:b,s:s?,s:s?,s:s?,s:I,s:I,s:{s:b,s:b},s:s?,s:s?}", "found", d->found,
+        return json_pack("{s:b,s:b,s:s?,s:s?,s:s?,s:I,s:I,s:{s:b,s:b},s:s?,s:s?,s:s?,s:s?,s:o}", "found", d->found,
                          "not_modified", d->not_modified, "sha", d->sha, "key", d->key, "etag", d->etag,
                          "last_modified", (json_int_t) d->last_modified_usec, "size", (json_int_t) d->size,
                          "sidecars", "sha256", d->sidecar_sha256, "minisig", d->sidecar_minisig,
-                         "pointer_etag", d->pointer_etag, "reason", d->reason);
+                         "pointer_etag", d->pointer_etag, "reason", d->reason, "host_id", d->host_id,
+                         "zone", d->zone, "rollout", rollout_encode(&d->rollout));
+}
+
+static void rollout_decode(WireReader *parent, RolloutResult *r) {
+        WireReader rd;
+
+        if (wire_is_null(parent, "rollout"))
+                return;
+        wire_reader_sub(parent, "rollout", &rd);
+        wire_string(&rd, "sha", &r->sha);
+        wire_uint64(&rd, "wave", 15, &r->wave);
+        wire_uint64(&rd, "n_waves", 16, &r->n_waves);
+        wire_uint64(&rd, "percent_bp", 10000, &r->percent_bp);
+        wire_uint64(&rd, "bucket", 9999, &r->bucket);
+        wire_uint64(&rd, "host_wave", 15, &r->host_wave);
+        wire_uint64(&rd, "opens", COUNT_MAX, &r->opens_usec);
+        wire_bool(&rd, "admitted", &r->admitted);
+        wire_bool(&rd, "paused", &r->paused);
+        wire_bool(&rd, "halted", &r->halted);
+        wire_string_or_null(&rd, "halt", &r->halt);
+        check_sha(&rd, "sha", r->sha);
+        if (r->halt && strlen(r->halt) > 2048)
+                wire_fail(&rd, "halt", "longer than 2048 bytes");
+        wire_reader_close(&rd, parent);
+        r->set = true;
 }
 
 static void sidecars_decode(WireReader *parent, DiscoverResult *d) {
@@ -52,7 +88,14 @@ static void discover_decode(WireReader *rd, DiscoverResult *d) {
         sidecars_decode(rd, d);
         wire_string_or_null(rd, "pointer_etag", &d->pointer_etag);
         wire_string_or_null(rd, "reason", &d->reason);
+        wire_string_or_null(rd, "host_id", &d->host_id);
+        wire_string_or_null(rd, "zone", &d->zone);
+        rollout_decode(rd, &d->rollout);
         check_sha(rd, "sha", d->sha);
+        if (d->host_id && !rollout_host_id_is_valid(d->host_id))
+                wire_fail(rd, "host_id", "not a host id");
+        if (d->zone && (strlen(d->zone) > 64 || !rollout_host_id_is_valid(d->zone)))
+                wire_fail(rd, "zone", "not an availability zone");
         if (d->found && d->not_modified)
                 wire_fail(rd, "not_modified", "a build found cannot also be not modified");
         else if (d->found && (!d->sha || !d->key))
@@ -67,6 +110,23 @@ static void discover_done(DiscoverResult *d) {
         free(d->etag);
         free(d->pointer_etag);
         free(d->reason);
+        free(d->host_id);
+        free(d->zone);
+        free(d->rollout.sha);
+        free(d->rollout.halt);
+}
+
+/* ---- report ---- */
+
+static json_t *report_encode(const ReportResult *r) {
+        return json_pack("{s:b,s:b,s:s?}", "status_written", r->status_written, "bad_written", r->bad_written,
+                         "error", r->error);
+}
+
+static void report_decode(WireReader *rd, ReportResult *r) {
+        wire_bool(rd, "status_written", &r->status_written);
+        wire_bool(rd, "bad_written", &r->bad_written);
+        wire_string_or_null(rd, "error", &r->error);
 }
 
 /* ---- fetch ---- */
@@ -189,6 +249,7 @@ static json_t *body_encode(const WorkerResult *res) {
         case WORKER_STEP_ACTIVATE: return activate_encode(&res->activate);
         case WORKER_STEP_RESTART: return restart_encode(&res->restart);
         case WORKER_STEP_PRUNE: return prune_encode(&res->prune);
+        case WORKER_STEP_REPORT: return report_encode(&res->report);
         default: return NULL;
         }
 }
@@ -222,6 +283,7 @@ static void body_decode(WireReader *parent, WorkerResult *res) {
         case WORKER_STEP_ACTIVATE: activate_decode(&rd, &res->activate); break;
         case WORKER_STEP_RESTART: restart_decode(&rd, &res->restart); break;
         case WORKER_STEP_PRUNE: prune_decode(&rd, &res->prune); break;
+        case WORKER_STEP_REPORT: report_decode(&rd, &res->report); break;
         default: wire_fail(&rd, NULL, "no such step");
         }
         wire_reader_close(&rd, parent);
@@ -254,6 +316,7 @@ void worker_result_done(WorkerResult *res) {
         case WORKER_STEP_UNPACK: unpack_done(&res->unpack); break;
         case WORKER_STEP_ACTIVATE: activate_done(&res->activate); break;
         case WORKER_STEP_RESTART: restart_done(&res->restart); break;
+        case WORKER_STEP_REPORT: free(res->report.error); break;
         default: break;
         }
         *res = (WorkerResult) { .step = res->step };
@@ -277,6 +340,14 @@ static int check_discover(const DiscoverJob *j, const DiscoverResult *d, char **
                 return mismatch(ret_error, "pointer_etag", d->pointer_etag, j->pointer_etag);
         if (!pointer && d->pointer_etag)
                 return error_set(ret_error, -EBADMSG, "field \"result.pointer_etag\": the job did not read a pointer");
+        if (d->host_id && j->fleet.host_id)
+                return error_set(ret_error, -EBADMSG, "field \"result.host_id\": the job named the host");
+        if (d->rollout.set && !pointer)
+                return error_set(ret_error, -EBADMSG, "field \"result.rollout\": the job did not read a pointer");
+        if (d->rollout.halted && !j->fleet.prefix)
+                return error_set(ret_error, -EBADMSG, "field \"result.rollout.halted\": the job has no breaker");
+        if (d->found && d->rollout.set && !streq(d->rollout.sha, d->sha))
+                return mismatch(ret_error, "rollout.sha", d->rollout.sha, d->sha);
         if (!d->found)
                 return 0;
         key = strdup_printf("%s%s%s", j->prefix, d->sha, j->suffix);
@@ -333,6 +404,11 @@ int worker_result_check(const WorkerJob *job, const WorkerResult *res, char **re
          * that did not finish, to run another at the next pass */
         case WORKER_STEP_CLEANUP:
         case WORKER_STEP_PRUNE: return 0;
+        /* report: what was written is logged, and a marker is cleared only
+         * when written; a lie costs this host's own report, nothing more */
+        case WORKER_STEP_REPORT:
+                return res->report.bad_written && !job->report.bad_sha ?
+                       error_set(ret_error, -EBADMSG, "field \"result.bad_written\": the job asked for no marker") : 0;
         default: return error_set(ret_error, -EBADMSG, "no such step");
         }
 }

@@ -25,6 +25,22 @@ typedef struct CleanupResult {
         bool complete;                 /* all of them: the budget did not run out */
 } CleanupResult;
 
+/* Where this host stands in the pointer's rollout (docs/design.md, "Fleet"). */
+typedef struct RolloutResult {
+        bool set;                      /* the pointer was read and has a policy or a breaker */
+        char *sha;                     /* the build the pointer names */
+        uint64_t wave;                 /* open now */
+        uint64_t n_waves;              /* 0: no waves, every host at once */
+        uint64_t percent_bp;           /* of the open wave */
+        uint64_t bucket;               /* this host's, 0..9999 */
+        uint64_t host_wave;            /* the wave that admits this host */
+        uint64_t opens_usec;           /* realtime when host_wave opens */
+        bool admitted;
+        bool paused;
+        bool halted;                   /* the breaker tripped: never taken */
+        char *halt;                    /* hosts and reasons, when halted */
+} RolloutResult;
+
 typedef struct DiscoverResult {
         bool found;                    /* sha, key, etag, last_modified name the newest build */
         bool not_modified;             /* select = pointer: the pointer answered 304 */
@@ -37,6 +53,9 @@ typedef struct DiscoverResult {
         bool sidecar_minisig;          /* <key>.minisig exists */
         char *pointer_etag;            /* select = pointer: of the pointer that named it */
         char *reason;                  /* neither: why nothing was found */
+        char *host_id;                 /* resolved for a job without one, else NULL */
+        char *zone;                    /* availability zone from IMDS, or NULL */
+        RolloutResult rollout;
 } DiscoverResult;
 
 typedef struct FetchResult {
@@ -74,6 +93,12 @@ typedef struct PruneResult {
         uint64_t removed;              /* releases removed */
 } PruneResult;
 
+typedef struct ReportResult {
+        bool status_written;
+        bool bad_written;
+        char *error;                   /* what was not written and why, or NULL */
+} ReportResult;
+
 typedef struct WorkerResult {
         WorkerStep step;
         union {
@@ -84,6 +109,7 @@ typedef struct WorkerResult {
                 ActivateResult activate;
                 RestartResult restart;
                 PruneResult prune;
+                ReportResult report;
         };
 } WorkerResult;
 

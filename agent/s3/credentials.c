@@ -481,3 +481,44 @@ int credentials_get(CredentialsProvider *p, const Credentials **ret, char **ret_
         *ret = &p->current;
         return 0;
 }
+
+/* IMDS answers plain text: one short token of printable ASCII. */
+static char *identity_value(const Reply *r) {
+        size_t n = r->len;
+
+        while (n > 0 && is_space(r->body[n - 1]))
+                n--;
+        if (n == 0 || n > 64)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", r->body[i]))
+                        return NULL;
+        return strndup(r->body, n);
+}
+
+int credentials_imds_identity(char **ret_instance_id, char **ret_zone, char **ret_error) {
+        _cleanup_(credentials_provider_freep) CredentialsProvider *p = calloc(1, sizeof(CredentialsProvider));
+        _cleanup_(reply_done) Reply id = {}, zone = {};
+        _cleanup_free_ char *instance_id = NULL;
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        r = provider_imds(p, ret_error);
+        if (r < 0)
+                return r;
+        r = imds_handle(p);
+        if (r < 0)
+                return error_set(ret_error, r, "cannot set up the IMDS client");
+        r = imds_get(p, "/latest/meta-data/instance-id", &id, ret_error);
+        if (r < 0)
+                return r;
+        instance_id = id.body ? identity_value(&id) : NULL;
+        if (!instance_id)
+                return error_set(ret_error, -EBADMSG, "IMDS instance-id: not an instance id");
+        /* the zone is a nicety: an instance id without it is still a name */
+        *ret_zone = imds_get(p, "/latest/meta-data/placement/availability-zone", &zone, NULL) >= 0 && zone.body ?
+                    identity_value(&zone) : NULL;
+        *ret_instance_id = TAKE_PTR(instance_id);
+        return 0;
+}

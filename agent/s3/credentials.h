@@ -51,6 +51,12 @@ const char *credentials_provider_source(const CredentialsProvider *p);
 /* HTTP requests made to IMDS so far (token PUTs included). */
 unsigned credentials_provider_imds_requests(const CredentialsProvider *p);
 
+/* The EC2 instance id and availability zone from IMDSv2 (the host's name
+ * in the fleet objects, docs/design.md "Fleet"); *ret_zone is NULL when
+ * IMDS does not say. -ENOKEY when IMDS is disabled, another -errno when it
+ * does not answer (not on EC2). */
+int credentials_imds_identity(char **ret_instance_id, char **ret_zone, char **ret_error);
+
 /* ---- pure helpers, exported for the unit tests ---- */
 
 /* The IMDS base URL: $AWS_EC2_METADATA_SERVICE_ENDPOINT without trailing

@@ -195,11 +195,47 @@ int s3_list_objects(S3Client *c, const char *bucket, const char *prefix,
 
 /* ---- uploads ---- */
 
-static int put_body(S3Client *c, const char *bucket, const char *key, S3Upload *u, char **ret_etag,
-                    char **ret_error) {
+/* After a transient failure the first attempt may have been written with
+ * its answer lost: a failed condition on the retry is then our own write
+ * when the object now holds exactly our bytes. */
+static bool put_was_ours(S3Client *c, const char *bucket, const char *key, const S3Upload *u, char **ret_etag) {
+        _cleanup_(s3_small_object_done) S3SmallObject o = {};
+
+        if (!u->data || s3_get_small(c, bucket, key, NULL, (size_t) u->size, &o, NULL) < 0)
+                return false;
+        if (o.len != u->size || memcmp(o.body, u->data, o.len) != 0)
+                return false;
+        if (ret_etag)
+                *ret_etag = TAKE_PTR(o.etag);
+        return true;
+}
+
+/* r: how a conditional PUT failed. 0: it was ours after all (see above). */
+static int condition_result(S3Client *c, const char *bucket, const char *key, const S3Upload *u,
+                            const S3PutCondition *cond, bool retried, int r, const char *what, char **ret_etag,
+                            char **ret_error) {
+        if (r == -ENOENT && cond->if_match)
+                r = error_set(ret_error, S3_CONDITION_FAILED, "%s: the object is gone (If-Match on a missing key)",
+                              what);
+        if (r != S3_CONDITION_FAILED || !retried || !put_was_ours(c, bucket, key, u, ret_etag))
+                return r;
+        if (ret_error) {
+                free(*ret_error);
+                *ret_error = NULL;
+        }
+        return 0;
+}
+
+static int put_body(S3Client *c, const char *bucket, const char *key, S3Upload *u, const S3PutCondition *cond,
+                    char **ret_etag, char **ret_error) {
         _cleanup_free_ char *url = NULL, *what = NULL;
-        S3GetRequest req = { .max_bytes = PUT_ANSWER_MAX };
+        S3GetRequest req = {
+                .max_bytes = PUT_ANSWER_MAX,
+                .if_match = cond ? cond->if_match : NULL,
+                .if_none_match = cond && cond->if_none_match ? "*" : NULL,
+        };
         S3Backoff backoff = {};
+        bool retried = false;
         int r;
 
         r = s3_object_target(c, "PUT", bucket, key, &what, &url, ret_error);
@@ -209,6 +245,8 @@ static int put_body(S3Client *c, const char *bucket, const char *key, S3Upload *
                 return error_set(ret_error, -EFBIG,
                                  "%s: %" PRIu64 " bytes is more than a single PUT takes (5 GiB); "
                                  "multipart upload is not supported", what, u->size);
+        if (req.if_match && req.if_none_match)
+                return error_set(ret_error, -EINVAL, "%s: If-Match and If-None-Match together", what);
         for (;;) {
                 _cleanup_(s3_transfer_done) S3Transfer t = { .req = &req, .upload = u };
 
@@ -220,8 +258,11 @@ static int put_body(S3Client *c, const char *bucket, const char *key, S3Upload *
                                 *ret_etag = TAKE_PTR(t.resp.etag);
                         return 0;
                 }
-                if (s3_backoff_wait(&backoff, r) < 0)
+                if (cond)
+                        r = condition_result(c, bucket, key, u, cond, retried, r, what, ret_etag, ret_error);
+                if (r >= 0 || s3_backoff_wait(&backoff, r) < 0)
                         return r;
+                retried = true;
                 c->stats.retries++;
         }
 }
@@ -230,12 +271,19 @@ int s3_put_file(S3Client *c, const char *bucket, const char *key, int fd, uint64
                 char **ret_etag, char **ret_error) {
         S3Upload u = { .fd = fd, .size = size };
 
-        return put_body(c, bucket, key, &u, ret_etag, ret_error);
+        return put_body(c, bucket, key, &u, NULL, ret_etag, ret_error);
 }
 
 int s3_put_data(S3Client *c, const char *bucket, const char *key, const void *data, size_t n,
                 char **ret_etag, char **ret_error) {
         S3Upload u = { .fd = -1, .data = data ?: "", .size = n };
 
-        return put_body(c, bucket, key, &u, ret_etag, ret_error);
+        return put_body(c, bucket, key, &u, NULL, ret_etag, ret_error);
+}
+
+int s3_put_data_if(S3Client *c, const char *bucket, const char *key, const void *data, size_t n,
+                   const S3PutCondition *cond, char **ret_etag, char **ret_error) {
+        S3Upload u = { .fd = -1, .data = data ?: "", .size = n };
+
+        return put_body(c, bucket, key, &u, cond, ret_etag, ret_error);
 }

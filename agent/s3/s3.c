@@ -186,8 +186,10 @@ static int build_headers(const Credentials *cr, const S3Transfer *t, struct curl
                 r = slist_addf(&l, "x-amz-security-token: %s", cr->session_token);
         if (r >= 0 && req->if_match)
                 r = slist_addf(&l, "If-Match: \"%s\"", req->if_match);
+        /* "*" (any object: a create-only PUT) is the one unquoted value. */
         if (r >= 0 && req->if_none_match)
-                r = slist_addf(&l, "If-None-Match: \"%s\"", req->if_none_match);
+                r = streq(req->if_none_match, "*") ? slist_addf(&l, "If-None-Match: *")
+                                                    : slist_addf(&l, "If-None-Match: \"%s\"", req->if_none_match);
         if (r >= 0 && t->upload)
                 r = slist_addf(&l, "Content-Type: application/octet-stream");
         if (r < 0)

@@ -76,7 +76,8 @@ typedef int (*s3_data_cb)(const void *data, size_t n, void *userdata);
 
 /* One GET of bucket/key, without retries (the caller resumes). Errors:
  *   404 -> -ENOENT (but NoSuchBucket -> -ENXIO: a configuration error),
- *   401/403 -> -EACCES, 412 -> -ESTALE, 416 -> -ERANGE, 503 and 429 -> -EBUSY,
+ *   401/403 -> -EACCES, 412 -> -ESTALE (S3_CONDITION_FAILED), 416 -> -ERANGE,
+ *   503 and 429 -> -EBUSY,
  *   other 5xx -> -EAGAIN, other HTTP errors -> -EIO; transport errors
  *   mapped from CURLcode (-ETIMEDOUT for a stall, -ECONNRESET for a cut,
  *   -ECONNREFUSED, -EHOSTUNREACH...).
@@ -107,6 +108,25 @@ int s3_put_file(S3Client *c, const char *bucket, const char *key, int fd, uint64
                 char **ret_etag, char **ret_error);
 int s3_put_data(S3Client *c, const char *bucket, const char *key, const void *data, size_t n,
                 char **ret_etag, char **ret_error);
+
+/* S3 conditional writes, for read-modify-write of small objects (the
+ * pointer): at most one condition. */
+typedef struct S3PutCondition {
+        const char *if_match;          /* the ETag the object must still have, or NULL */
+        bool if_none_match;            /* the object must not exist: "If-None-Match: *" */
+} S3PutCondition;
+
+/* s3_put_data() under a condition. When the condition does not hold, nothing
+ * is written and the result is S3_CONDITION_FAILED (-ESTALE): S3's 412
+ * PreconditionFailed, its 409 ConditionalRequestConflict (another
+ * conditional write to the key was under way), or, for if_match, the 404
+ * NoSuchKey S3 answers when the object is gone. A retry after a lost answer
+ * can meet the ETag our own first attempt created: a 412 after a transient
+ * failure is therefore checked by reading the object back, and counts as
+ * success when it holds exactly our bytes. */
+#define S3_CONDITION_FAILED (-ESTALE)
+int s3_put_data_if(S3Client *c, const char *bucket, const char *key, const void *data, size_t n,
+                   const S3PutCondition *cond, char **ret_etag, char **ret_error);
 
 /* ---- retries ---- */
 

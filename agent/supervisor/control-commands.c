@@ -105,6 +105,22 @@ static json_t *health_json(const Service *s) {
         return json_string(pipeline_checks_health(s->cfg) ? "healthy" : "unchecked");
 }
 
+/* Where this host stands in the pointer's rollout, or null. */
+static json_t *rollout_json(const Service *s) {
+        const ServiceFleet *f = &s->fleet;
+        json_t *halted = json_null();
+
+        if (!f->rollout_sha)
+                return json_null();
+        for (size_t i = 0; i < f->n_halted; i++)
+                if (streq(f->halted[i].sha, f->rollout_sha))
+                        halted = json_string(f->halted[i].halt);
+        return json_pack("{s:s,s:s,s:I,s:o,s:o}", "sha", f->rollout_sha,
+                         "status", streq_ptr(f->rollout_sha, s->state->current) ? "taken" : strempty(f->rollout_status),
+                         "wave", (json_int_t) f->rollout_wave, "message", json_string_or_null(f->rollout_message),
+                         "halted", halted);
+}
+
 /* What the agent does next, and when (docs/protocol.md, "status"). */
 static int add_next_poll(json_t *o, const Service *s) {
         uint64_t at = service_next_poll_usec(s), now = now_usec(CLOCK_MONOTONIC), in = at > now ? at - now : 0;
@@ -117,9 +133,24 @@ static int add_next_poll(json_t *o, const Service *s) {
                                    json_integer((json_int_t) ((in + USEC_PER_SEC - 1) / USEC_PER_SEC)));
 }
 
+/* What runs and how it is, what failed, what comes next, and where this
+ * host stands in the fleet. */
+static int add_details(json_t *o, Service *s) {
+        const HistoryEntry *since = running_since(s->state);
+
+        if (json_object_set_new(o, "health", health_json(s)) < 0 ||
+            json_object_set_new(o, "running_since", timestamp_json(since ? since->when_usec : 0)) < 0 ||
+            json_object_set_new(o, "last_failure", last_failure_json(s->state)) < 0 || add_next_poll(o, s) < 0)
+                return -ENOMEM;
+        if (json_object_set_new(o, "host_id", json_string_or_null(fleet_host_id(s))) < 0 ||
+            json_object_set_new(o, "zone", json_string_or_null(s->fleet.zone)) < 0 ||
+            json_object_set_new(o, "rollout", rollout_json(s)) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 static json_t *service_json(Service *s) {
         const ServiceState *st = s->state;
-        const HistoryEntry *since = running_since(st);
         json_t *o;
 
         o = json_pack("{s:s,s:o,s:o,s:o,s:s,s:o,s:b,s:o,s:o,s:o,s:I,s:o}", "name", s->name,
@@ -129,12 +160,8 @@ static json_t *service_json(Service *s) {
                       "paused", st->paused, "pinned", json_string_or_null(st->pinned),
                       "last_poll", timestamp_json(s->last_poll_usec), "last_error", json_string_or_null(st->last_error),
                       "failures", (json_int_t) s->failures, "bad", bad_json(st));
-        if (!o || json_object_set_new(o, "health", health_json(s)) < 0 ||
-            json_object_set_new(o, "running_since", timestamp_json(since ? since->when_usec : 0)) < 0 ||
-            json_object_set_new(o, "last_failure", last_failure_json(st)) < 0 || add_next_poll(o, s) < 0) {
-                json_decref(o);
-                return NULL;
-        }
+        if (o && add_details(o, s) < 0)
+                o = (json_decref(o), NULL);
         return o;
 }
 

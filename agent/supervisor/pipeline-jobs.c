@@ -104,6 +104,23 @@ int pipeline_job_discover(Service *s, WorkerJob *ret_job, json_t **ret_msg) {
         j.discover = (DiscoverJob) {
                 .s3 = s3_config(s), .bucket = c->bucket, .prefix = c->prefix, .suffix = c->suffix,
                 .select = c->select, .pointer_key = c->pointer_key, .pointer_etag = s->state->pointer_etag,
+                .fleet = fleet_discover_job(s),
+        };
+        return job_finish(&j, ret_job, ret_msg);
+}
+
+int pipeline_job_report(Service *s, WorkerJob *ret_job, json_t **ret_msg) {
+        _cleanup_free_ char *status = NULL, *bad_sha = NULL, *bad_body = NULL;
+        const ServiceConfig *c = s->cfg;
+        WorkerJob j = job_new(s, WORKER_STEP_REPORT, 0);
+        int r;
+
+        r = fleet_report_fields(s, &status, &bad_sha, &bad_body);
+        if (r < 0)
+                return r;
+        j.report = (ReportJob) {
+                .s3 = s3_config(s), .bucket = c->bucket, .fleet_prefix = c->fleet_prefix,
+                .host_id = fleet_host_id(s), .status = status, .bad_sha = bad_sha, .bad_body = bad_body,
         };
         return job_finish(&j, ret_job, ret_msg);
 }

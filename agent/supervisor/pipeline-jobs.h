@@ -31,3 +31,4 @@ int pipeline_job_unpack(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_
 int pipeline_job_activate(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg);
 int pipeline_job_restart(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg);
 int pipeline_job_prune(Service *s, WorkerJob *ret_job, json_t **ret_msg);
+int pipeline_job_report(Service *s, WorkerJob *ret_job, json_t **ret_msg);

@@ -25,6 +25,7 @@ typedef enum Step {
         STEP_ROLLBACK,                 /* activate the previous release again */
         STEP_ROLLBACK_RESTART,
         STEP_PRUNE,
+        STEP_REPORT,                   /* this host's fleet objects, as the pipeline ends */
         _STEP_MAX,
 } Step;
 
@@ -32,7 +33,7 @@ static const char *const step_names[_STEP_MAX] = {
         [STEP_CLEANUP] = "cleanup", [STEP_DISCOVER] = "discover", [STEP_FETCH] = "fetch",
         [STEP_UNPACK] = "unpack", [STEP_ACTIVATE] = "activate", [STEP_RESTART] = "restart",
         [STEP_ROLLBACK] = "rollback",
-        [STEP_ROLLBACK_RESTART] = "rollback-restart", [STEP_PRUNE] = "prune",
+        [STEP_ROLLBACK_RESTART] = "rollback-restart", [STEP_PRUNE] = "prune", [STEP_REPORT] = "report",
 };
 
 /* The worker step each runs. */
@@ -42,6 +43,7 @@ static const WorkerStep step_workers[_STEP_MAX] = {
         [STEP_UNPACK] = WORKER_STEP_UNPACK, [STEP_ACTIVATE] = WORKER_STEP_ACTIVATE,
         [STEP_RESTART] = WORKER_STEP_RESTART, [STEP_ROLLBACK] = WORKER_STEP_ACTIVATE,
         [STEP_ROLLBACK_RESTART] = WORKER_STEP_RESTART, [STEP_PRUNE] = WORKER_STEP_PRUNE,
+        [STEP_REPORT] = WORKER_STEP_REPORT,
 };
 
 struct Pipeline {
@@ -57,6 +59,9 @@ struct Pipeline {
         char *initial;                 /* current when the pipeline started */
         uint64_t progress_mark;
         bool stopped;                  /* the agent is shutting down */
+        bool reported;                 /* the report step ran (or was not wanted) */
+        int end_r;                     /* how the pipeline ended, while the report runs */
+        bool end_keep_in_flight;
         pipeline_done_cb done;
 };
 
@@ -89,9 +94,19 @@ static int set_in_flight(Pipeline *p, const char *step) {
 }
 
 /* Hand the result to the service (which may start the next pipeline or,
- * after a reload, be freed), then free p. */
+ * after a reload, be freed), then free p. First, where the fleet wants it,
+ * the report step writes this host's status and bad markers; its outcome
+ * never changes the pipeline's (docs/design.md, "Fleet"). */
 static void end(Pipeline *p, int r, bool keep_in_flight) {
         Service *s = p->service;
+
+        if (!p->reported && !p->stopped && fleet_report_wanted(s)) {
+                p->reported = true;
+                p->end_r = r;
+                p->end_keep_in_flight = keep_in_flight;
+                return run_step(p, STEP_REPORT);
+        }
+        p->reported = true;
         PipelineResult res = {
                 .r = r,
                 .changed = !streq_ptr(p->initial, s->state->current),
@@ -113,6 +128,14 @@ static void end(Pipeline *p, int r, bool keep_in_flight) {
 
 static void finish(Pipeline *p, int r) {
         end(p, r, false);
+}
+
+/* The report step ended, written or not: a failed write is retried at the
+ * next poll (fleet_report_wanted() still says so). */
+static void reported(Pipeline *p, const ReportResult *res) {
+        if (res)
+                fleet_on_reported(p->service, &p->job.report, res);
+        end(p, p->end_r, p->end_keep_in_flight);
 }
 
 static void fail(Pipeline *p, int r, const char *error) {
@@ -146,6 +169,9 @@ static void mark_bad(Pipeline *p, const char *reason, const char *outcome) {
         remember_pointer(p);
         log_event(LOG_ERR, LOG_MID_BAD, "%s: marking %s bad: %s", p->service->name, p->target.sha, reason);
         (void) state_mark_bad(st, p->target.sha, p->target.etag, reason, now);
+        /* the other hosts' breakers count it once bad/<sha>/<host_id> is written */
+        if (p->service->cfg->fleet_prefix)
+                state_set_unreported(st, p->target.sha, true);
         (void) state_add_history(st, p->target.sha, p->previous, outcome, reason, now);
 }
 
@@ -209,6 +235,11 @@ static int should_deploy(Pipeline *p) {
                 log_debug("%s: %s is already current", s->name, p->target.sha);
                 return 0;
         }
+        if (fleet_is_halted(s, p->target.sha)) {
+                log_info("%s: the rollout of %s is halted by the fleet's breaker; staying on %s", s->name,
+                         p->target.sha, s->state->current ?: "nothing");
+                return 0;
+        }
         bad = state_find_bad(s->state, p->target.sha, p->target.etag);
         if (bad) {
                 log_info("%s: newest build %s is marked bad (%s); staying on %s", s->name, p->target.sha,
@@ -233,13 +264,30 @@ static void on_cleaned(Pipeline *p, const CleanupResult *res) {
         run_step(p, p->after_cleanup);
 }
 
+/* The pointer's rollout holds this host back: its wave is not open, the
+ * rollout is paused, or the breaker halted it. The running release stays;
+ * only a halted build is settled (its pointer may then answer 304). */
+static void rollout_held(Pipeline *p, const DiscoverResult *res) {
+        Service *s = p->service;
+
+        if (res->rollout.halted)
+                (void) state_set(&s->state->pointer_etag, res->pointer_etag);
+        else
+                log_debug("%s: %s", s->name, res->reason);
+        finish(p, s->state->current ? 0 : -ENOENT);
+}
+
 static void on_discovered(Pipeline *p, const DiscoverResult *res) {
         Service *s = p->service;
         int r;
 
         r = pipeline_target_from_result(res, &p->target);
+        if (r >= 0)
+                r = fleet_on_discovered(s, res);
         if (r < 0)
                 return fail(p, r, "discover: invalid result from worker");
+        if (!res->found && !res->not_modified && res->rollout.set)
+                return rollout_held(p, res);
         /* from here on the messages are about that build: journalctl DEPLOY_SHA= finds them */
         log_set_context(s->name, p->target.sha, step_names[p->step]);
         if (res->not_modified)
@@ -252,7 +300,8 @@ static void on_discovered(Pipeline *p, const DiscoverResult *res) {
         }
         log_info("%s: discover: newest is %s (s3://%s/%s)", s->name, p->target.sha, s->cfg->bucket, p->target.key);
         if (should_deploy(p) == 0) {
-                if (streq_ptr(p->target.sha, s->state->current) || state_find_bad(s->state, p->target.sha, p->target.etag))
+                if (streq_ptr(p->target.sha, s->state->current) || state_find_bad(s->state, p->target.sha, p->target.etag) ||
+                    fleet_is_halted(s, p->target.sha))
                         remember_pointer(p); /* settled: the next poll may be a 304 */
                 return finish(p, s->state->current ? 0 : -ENOENT);
         }
@@ -431,6 +480,9 @@ static void on_step_failed(Pipeline *p, const WorkerOutcome *o) {
         case STEP_PRUNE:
                 log_warning("%s: %s", p->service->name, error); /* a full disk later beats a failed deploy now */
                 return finish(p, p->failure ? -EIO : 0);
+        case STEP_REPORT:
+                log_warning("%s: fleet report: %s; retrying at the next poll", p->service->name, error);
+                return reported(p, NULL);
         default:
                 return fail(p, -EIO, error);
         }
@@ -472,6 +524,7 @@ static void on_step_result(Pipeline *p, json_t *msg) {
         case STEP_ROLLBACK: on_rolled_back(p); break;
         case STEP_ROLLBACK_RESTART: on_rollback_restarted(p); break;
         case STEP_PRUNE: on_pruned(p, &res.prune); break;
+        case STEP_REPORT: reported(p, &res.report); break;
         default: abort();
         }
         worker_result_done(&res); /* p may be gone; res is ours */
@@ -487,7 +540,8 @@ static void on_step_done(WorkerOutcome *o, void *userdata) {
         log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms", p->service->name,
                   worker_step_to_string(step_workers[p->step]), (unsigned long long) o->max_rss_kib,
                   (unsigned long long) (o->cpu_usec / USEC_PER_MSEC));
-        if (!o->ok && p->step != STEP_DISCOVER && p->step != STEP_RESTART && p->step != STEP_ROLLBACK_RESTART)
+        if (!o->ok && p->step != STEP_DISCOVER && p->step != STEP_RESTART && p->step != STEP_ROLLBACK_RESTART &&
+            p->step != STEP_REPORT)
                 p->service->needs_cleanup = true; /* a step that writes files ended anyhow */
         if (!o->ok)
                 return on_step_failed(p, o);
@@ -511,6 +565,7 @@ static int build_job(Pipeline *p, Step step, json_t **ret_msg) {
         case STEP_RESTART: return pipeline_job_restart(s, p->target.sha, &p->job, ret_msg);
         case STEP_ROLLBACK_RESTART: return pipeline_job_restart(s, p->previous, &p->job, ret_msg);
         case STEP_PRUNE: return pipeline_job_prune(s, &p->job, ret_msg);
+        case STEP_REPORT: return pipeline_job_report(s, &p->job, ret_msg);
         default: abort();
         }
 }
@@ -524,12 +579,14 @@ static void run_step(Pipeline *p, Step step) {
         p->progress_mark = 0;
         log_set_context(s->name, p->target.sha, step_names[step]);
         r = build_job(p, step, &job);
+        if (r < 0 && step == STEP_REPORT)
+                return reported(p, NULL); /* never a deploy's failure */
         if (r < 0)
                 return fail(p, r, r == -ENOMEM ? "building a job: out of memory" : "building a job: invalid job");
         /* rollback steps record the step that decides recovery: "rollback";
          * cleanup and discovery leave nothing to recover (a recovery's record
          * must outlive its cleanup), and an idle poll writes nothing */
-        r = step == STEP_CLEANUP || step == STEP_DISCOVER ? 0 :
+        r = step == STEP_CLEANUP || step == STEP_DISCOVER || step == STEP_REPORT ? 0 :
             set_in_flight(p, step == STEP_ROLLBACK_RESTART ? "rollback" : step_names[step]);
         if (r < 0) {
                 json_decref(job);
@@ -544,6 +601,8 @@ static void run_step(Pipeline *p, Step step) {
         json_decref(job);
         if (r < 0) {
                 _cleanup_free_ char *msg = strdup_printf("%s: cannot start worker: %s", step_names[step], strerror(-r));
+                if (step == STEP_REPORT)
+                        return reported(p, NULL);
                 if (after_swap(step))
                         return after_swap_unfinished(p, r, msg ?: "cannot start worker");
                 return fail(p, r, msg ?: "cannot start worker");

@@ -125,6 +125,7 @@ Service *service_free(Service *s) {
                 return NULL;
         sd_event_source_disable_unref(s->timer);
         state_free(s->state);
+        fleet_done(&s->fleet);
         free(s->pending_sha);
         free(s->pending_reason);
         free(s->saved_state);

@@ -14,6 +14,7 @@
 
 #include "common/fs-space.h"
 #include "config/config.h"
+#include "supervisor/fleet.h"
 #include "supervisor/pipeline-types.h"
 #include "supervisor/state.h"
 #include "supervisor/worker-pool.h"
@@ -75,6 +76,7 @@ struct Service {
         PipelineKind pending_kind;     /* an operator's request waiting, or _PIPELINE_KIND_NONE */
         char *pending_sha;
         char *pending_reason;
+        ServiceFleet fleet;            /* not persisted: known again after one discover */
 };
 
 /* Resolve users, create directories, load state.json. */

@@ -96,6 +96,19 @@ int state_mark_bad(ServiceState *s, const char *sha, const char *etag, const cha
         return 0;
 }
 
+void state_set_unreported(ServiceState *s, const char *sha, bool unreported) {
+        for (size_t i = 0; i < s->n_bad; i++)
+                if (streq(s->bad[i].sha, sha))
+                        s->bad[i].unreported = unreported;
+}
+
+const BadRelease *state_first_unreported(const ServiceState *s) {
+        for (size_t i = 0; i < s->n_bad; i++)
+                if (s->bad[i].unreported)
+                        return &s->bad[i];
+        return NULL;
+}
+
 void state_unmark_bad(ServiceState *s, const char *sha) {
         size_t kept = 0;
 
@@ -136,11 +149,16 @@ int state_add_history(ServiceState *s, const char *sha, const char *previous, co
 static json_t *bad_to_json(const ServiceState *s) {
         json_t *a = json_array();
 
-        for (size_t i = 0; a && i < s->n_bad; i++)
-                json_array_append_new(a, json_pack("{s:s,s:o,s:o,s:I}", "sha", s->bad[i].sha,
-                                                   "etag", json_string_or_null(s->bad[i].etag),
-                                                   "reason", json_string_or_null(s->bad[i].reason),
-                                                   "when_usec", (json_int_t) s->bad[i].when_usec));
+        for (size_t i = 0; a && i < s->n_bad; i++) {
+                json_t *b = json_pack("{s:s,s:o,s:o,s:I}", "sha", s->bad[i].sha,
+                                      "etag", json_string_or_null(s->bad[i].etag),
+                                      "reason", json_string_or_null(s->bad[i].reason),
+                                      "when_usec", (json_int_t) s->bad[i].when_usec);
+                /* only while it is true: a state without fleet looks as before */
+                if (b && s->bad[i].unreported)
+                        json_object_set_new(b, "fleet_unreported", json_true());
+                json_array_append_new(a, b);
+        }
         return a;
 }
 
@@ -220,6 +238,7 @@ static int load_bad(ServiceState *s, const json_t *arr) {
                                        (uint64_t) json_integer_value(json_object_get(v, "when_usec")));
                 if (r < 0)
                         return r;
+                s->bad[s->n_bad - 1].unreported = json_is_true(json_object_get(v, "fleet_unreported"));
         }
         return 0;
 }

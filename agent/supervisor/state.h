@@ -16,6 +16,7 @@ typedef struct BadRelease {
         char *etag;                    /* the object that was bad; NULL: any */
         char *reason;
         uint64_t when_usec;
+        bool unreported;               /* its fleet marker bad/<sha>/<host_id> is not written yet */
 } BadRelease;
 
 typedef struct HistoryEntry {
@@ -59,6 +60,10 @@ static inline void state_freep(ServiceState **s) {
 /* etag NULL matches any entry for sha; an entry's NULL etag matches any. */
 const BadRelease *state_find_bad(const ServiceState *s, const char *sha, const char *etag);
 int state_mark_bad(ServiceState *s, const char *sha, const char *etag, const char *reason, uint64_t now_usec);
+/* Set or clear the unreported flag of every bad mark of sha. */
+void state_set_unreported(ServiceState *s, const char *sha, bool unreported);
+/* The oldest bad mark whose fleet marker is not written yet, or NULL. */
+const BadRelease *state_first_unreported(const ServiceState *s);
 /* Forget every bad mark of sha (an operator deployed it anyway). */
 void state_unmark_bad(ServiceState *s, const char *sha);
 int state_add_history(ServiceState *s, const char *sha, const char *previous, const char *outcome,

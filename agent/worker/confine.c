@@ -2,6 +2,7 @@
  * the user switch (docs/design.md, "Security model"):
  *
  *   discover  network; no writes anywhere
+ *   report    the same (it PUTs this host's fleet objects)
  *   fetch     network; writes only below its downloads dir
  *   unpack    its own network namespace (no interface but a down lo);
  *             writes only below its staging dir, plus making, removing and
@@ -66,6 +67,7 @@ typedef struct Policy {
 
 static const Policy policies[] = {
         { "discover", CONFINE_SYSCALLS_BASE | CONFINE_SYSCALLS_NETWORK, true, false },
+        { "report", CONFINE_SYSCALLS_BASE | CONFINE_SYSCALLS_NETWORK, true, false },
         { "fetch", CONFINE_SYSCALLS_BASE | CONFINE_SYSCALLS_NETWORK | CONFINE_SYSCALLS_FILES, true, true },
         { "unpack", CONFINE_SYSCALLS_BASE | CONFINE_SYSCALLS_FILES | CONFINE_SYSCALLS_TREE, false, true },
 };

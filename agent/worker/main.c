@@ -3,6 +3,7 @@
  * supervisor starts it; it is not meant to be run by hand. */
 #include "common/util.h"
 #include "worker/runtime.h"
+#include "worker/fleet.h"
 #include "worker/steps.h"
 #include "protocol/worker-protocol.h"
 
@@ -14,6 +15,7 @@ static const step_fn steps[_WORKER_STEP_MAX] = {
         [WORKER_STEP_ACTIVATE] = step_activate,
         [WORKER_STEP_RESTART] = step_restart,
         [WORKER_STEP_PRUNE] = step_prune,
+        [WORKER_STEP_REPORT] = step_report,
 };
 
 /* Who a step runs as is not here: the privilege table of

@@ -20,6 +20,16 @@ A-Za-z0-9-._~ and '/'), query parameters decoded, encoded and sorted. A
 client that signs an unsorted or wrongly encoded URL therefore fails here as
 it would against AWS.
 
+Conditional writes are a fake of an S3 feature s3rver lacks: s3rver
+ignores If-Match and If-None-Match on PUT, while S3 (since 2024) evaluates
+them atomically. The proxy does it for s3rver, as S3 documents it: a PUT
+with `If-None-Match: *` fails with 412 PreconditionFailed when the object
+exists; a PUT with `If-Match: <etag>` fails with 412 when the object's ETag
+differs and with 404 NoSuchKey when there is no object. Writes (PUT,
+DELETE) to one key are serialized here, so the check and the write are one
+step, as in S3: of two conditional writes racing on one ETag exactly one
+wins.
+
 Besides, for tests: a list of (method, path, status) of every request, a
 bandwidth throttle for response bodies, and injected faults.
 """
@@ -37,6 +47,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from contextlib import nullcontext
 
 from botocore.auth import EMPTY_SHA256_HASH, UNSIGNED_PAYLOAD, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -164,6 +175,7 @@ class SigV4Proxy:
         self.throttle_bps = None    # response body bytes/second, None = unlimited
         self.faults = []
         self.lock = threading.Lock()
+        self._key_locks = {}        # object path -> lock held by a write to it
         self._server = _Server((host, port), _Handler)
         self._server.proxy = self
         self.host, self.port = self._server.server_address[:2]
@@ -206,6 +218,31 @@ class SigV4Proxy:
                     return f
         return None
 
+    def _write_lock(self, method, path):
+        """A lock that makes check-then-write on one key atomic."""
+        if method not in ("PUT", "DELETE"):
+            return nullcontext()
+        key = path.partition("?")[0]
+        with self.lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _upstream_etag(self, path):
+        """The ETag (quotes stripped) s3rver has for this object now, or
+        None when there is none."""
+        conn = http.client.HTTPConnection(*self.upstream, timeout=60)
+        try:
+            conn.request("HEAD", path.partition("?")[0],
+                         headers={"x-amz-content-sha256": UNSIGNED_PAYLOAD})
+            resp = conn.getresponse()
+            resp.read()
+        finally:
+            conn.close()
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            raise OSError(f"HEAD for a conditional write: HTTP {resp.status}")
+        return (resp.getheader("ETag") or "").strip('"')
+
     def _record(self, method, path, status):
         with self.lock:
             self.requests.append((method, path, status))
@@ -246,10 +283,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(fault.delay)
             body = self._verify_and_spool(proxy)
             if fault and fault.status:
+                body[0].close()
                 proxy._record(method, path, fault.status)
                 self._send_error(fault.status, fault.code, "injected fault")
                 return
-            self._forward(proxy, body, fault)
+            with proxy._write_lock(method, path):
+                try:
+                    self._check_write_conditions(proxy)
+                except S3Error:
+                    body[0].close()
+                    raise
+                self._forward(proxy, body, fault)
         except S3Error as e:
             proxy._reject(method, path, e.code, e.message)
             proxy._record(method, path, e.status)
@@ -361,6 +405,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         spool.seek(0)
         return spool, size
 
+    def _check_write_conditions(self, proxy):
+        """S3's conditional writes (a fake: s3rver ignores both headers)."""
+        if self.command != "PUT":
+            return
+        if_match = self.headers.get("If-Match")
+        if_none_match = self.headers.get("If-None-Match")
+        if if_match is None and if_none_match is None:
+            return
+        if if_none_match is not None and if_none_match.strip() != "*":
+            raise S3Error(501, "NotImplemented",
+                          "A header you provided implies functionality that is not implemented")
+        etag = proxy._upstream_etag(self.path)
+        if if_match is not None:
+            if etag is None:
+                raise S3Error(404, "NoSuchKey", "The specified key does not exist.")
+            wanted = [t.strip().strip('"') for t in if_match.split(",")]
+            if "*" not in wanted and etag not in wanted:
+                raise S3Error(412, "PreconditionFailed",
+                              "At least one of the pre-conditions you specified did not hold")
+        if if_none_match is not None and etag is not None:
+            raise S3Error(412, "PreconditionFailed",
+                          "At least one of the pre-conditions you specified did not hold")
+
     # -- upstream side ------------------------------------------------
 
     def _forward(self, proxy, body, fault):
@@ -373,6 +440,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if ln in HOP_BY_HOP or ln in ("content-length", "content-encoding",
                                               "x-amz-decoded-content-length"):
                     continue
+                if self.command == "PUT" and ln in ("if-match", "if-none-match"):
+                    continue  # evaluated here (_check_write_conditions)
                 if ln == "authorization" and self._upstream_auth:
                     value = self._upstream_auth
                 if ln == "x-amz-content-sha256" and value == STREAMING_PAYLOAD:

@@ -149,3 +149,100 @@ def test_conditional_get_passes_through(s3, obj):
     assert (code, body) == (304, b"")
     code, body = curl(s3, f"/{harness.BUCKET}/{obj}", headers=['If-None-Match: "other"'])
     assert (code, body) == (200, b"hello world\n")
+
+
+# -- conditional writes (a fake of S3's, which s3rver lacks) -------------------
+
+def signed_put(port, key, body, headers=None):
+    """A SigV4-signed PUT with extra headers (this botocore predates
+    PutObject's IfMatch/IfNoneMatch). Returns (status, headers, body)."""
+    import http.client
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    path = f"/{harness.BUCKET}/{key}"
+    req = AWSRequest(method="PUT", url=f"http://127.0.0.1:{port}{path}", data=body, headers=headers or {})
+    S3SigV4Auth(Credentials(harness.ACCESS_KEY, harness.SECRET_KEY), "s3", harness.REGION).add_auth(req)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("PUT", path, body=body, headers=dict(req.headers.items()))
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def read(s3, key):
+    return client(s3.endpoint).get_object(Bucket=harness.BUCKET, Key=key)["Body"].read()
+
+
+@pytest.fixture
+def fresh_key():
+    return f"proxy-test-{uuid.uuid4().hex[:8]}/pointer"
+
+
+def test_if_none_match_star_creates_only(s3, fresh_key):
+    status, headers, _ = signed_put(s3.proxy.port, fresh_key, b"one\n", {"If-None-Match": "*"})
+    assert status == 200 and headers.get("etag")
+    status, _, body = signed_put(s3.proxy.port, fresh_key, b"two\n", {"If-None-Match": "*"})
+    assert status == 412 and b"<Code>PreconditionFailed</Code>" in body
+    assert read(s3, fresh_key) == b"one\n"
+
+
+def test_if_match_writes_only_over_that_etag(s3, fresh_key):
+    _, headers, _ = signed_put(s3.proxy.port, fresh_key, b"one\n")
+    first = headers["etag"]
+    status, headers, _ = signed_put(s3.proxy.port, fresh_key, b"two\n", {"If-Match": first})
+    assert status == 200 and headers["etag"] != first
+    # The ETag read before the write above is stale now: S3 answers 412.
+    status, _, body = signed_put(s3.proxy.port, fresh_key, b"three\n", {"If-Match": first})
+    assert status == 412 and b"<Code>PreconditionFailed</Code>" in body
+    assert read(s3, fresh_key) == b"two\n"
+    # Quoted or bare, as S3 takes it.
+    status, _, _ = signed_put(s3.proxy.port, fresh_key, b"four\n", {"If-Match": headers["etag"].strip('"')})
+    assert status == 200 and read(s3, fresh_key) == b"four\n"
+
+
+def test_if_match_on_a_missing_key_fails(s3, fresh_key):
+    status, _, body = signed_put(s3.proxy.port, fresh_key, b"x\n", {"If-Match": '"0123456789abcdef"'})
+    assert status == 404 and b"<Code>NoSuchKey</Code>" in body
+    with pytest.raises(ClientError):
+        read(s3, fresh_key)
+
+
+def test_if_none_match_takes_only_star(s3, fresh_key):
+    status, _, body = signed_put(s3.proxy.port, fresh_key, b"x\n", {"If-None-Match": '"abc"'})
+    assert status == 501 and b"NotImplemented" in body
+
+
+def test_s3rver_alone_ignores_write_conditions(s3, fresh_key):
+    # Why the proxy fakes them: straight to s3rver, both conditions are ignored.
+    signed_put(s3.s3rver_port, fresh_key, b"one\n")
+    status, _, _ = signed_put(s3.s3rver_port, fresh_key, b"two\n", {"If-None-Match": "*"})
+    assert status == 200
+    status, _, _ = signed_put(s3.s3rver_port, fresh_key, b"three\n", {"If-Match": '"not-the-etag"'})
+    assert status == 200 and read(s3, fresh_key) == b"three\n"
+
+
+def test_racing_if_match_writes_have_exactly_one_winner(s3, fresh_key):
+    import threading
+    for rnd in range(5):
+        _, headers, _ = signed_put(s3.proxy.port, fresh_key, f"base {rnd}\n".encode())
+        etag = headers["etag"]
+        results = []
+        start = threading.Barrier(8)
+
+        def writer(i):
+            start.wait()
+            status, _, _ = signed_put(s3.proxy.port, fresh_key, f"writer {i}\n".encode(), {"If-Match": etag})
+            results.append((status, i))
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [i for status, i in results if status == 200]
+        assert len(winners) == 1, results
+        assert sorted(status for status, _ in results) == [200] + [412] * 7
+        assert read(s3, fresh_key) == f"writer {winners[0]}\n".encode()

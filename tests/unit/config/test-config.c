@@ -477,6 +477,34 @@ static void test_error_service_problems(void **state) {
         load_fails(MINIMAL_SERVICE "unit = api\n", 5, "[service \"api\"] unit: ", NULL);
         load_fails(MINIMAL_SERVICE "health_settle = 2m\n", 5,
                    "[service \"api\"] health_settle: must not be longer than health_timeout", NULL);
+        load_fails("[agent]\nhost_id = _abort\n" MINIMAL_SERVICE, 2, "[agent] host_id: must be 1..64 characters", NULL);
+        load_fails("[agent]\nhost_id = a/b\n" MINIMAL_SERVICE, 2, "[agent] host_id: ", NULL);
+        load_fails(MINIMAL_SERVICE "canary = maybe\n", 5, "[service \"api\"] canary: must be yes or no", NULL);
+        load_fails(MINIMAL_SERVICE "status_interval = 0s\n", 5, "[service \"api\"] status_interval: must be at least 1s",
+                   NULL);
+        /* newest mode lists prefix at every poll: fleet objects must live elsewhere */
+        load_fails(MINIMAL_SERVICE "fleet_prefix = fleet/\n", 5,
+                   "[service \"api\"] fleet_prefix: must not lie under prefix", NULL);
+        load_fails(MINIMAL_SERVICE "prefix = api/\nfleet_prefix = api/fleet/\n", 6,
+                   "[service \"api\"] fleet_prefix: must not lie under prefix (\"api/\")", NULL);
+}
+
+static void test_fleet_keys(void **state) {
+        _cleanup_config_ Config *c = load_ok("[agent]\nhost_id = i-0abc.de_f-1\n" MINIMAL_SERVICE
+                                             "prefix = api/builds/\nfleet_prefix = api/fleet/\ncanary = yes\n"
+                                             "status_interval = 5m\n");
+        _cleanup_config_ Config *d = load_ok(MINIMAL_SERVICE "select = pointer\npointer_key = api/current\n"
+                                             "fleet_prefix = api/fleet/\n");
+
+        assert_string_equal(c->agent.host_id, "i-0abc.de_f-1");
+        assert_string_equal(c->services[0].fleet_prefix, "api/fleet/");
+        assert_true(c->services[0].canary);
+        assert_int_equal(c->services[0].status_interval_usec, 300 * USEC_PER_SEC);
+        /* pointer mode lists nothing under prefix: any fleet_prefix is fine */
+        assert_string_equal(d->services[0].fleet_prefix, "api/fleet/");
+        assert_null(d->agent.host_id);
+        assert_false(d->services[0].canary);
+        assert_int_equal(d->services[0].status_interval_usec, 3600 * USEC_PER_SEC);
 }
 
 static void test_error_missing(void **state) {
@@ -940,6 +968,7 @@ int main(void) {
                 cmocka_unit_test(test_print_reload_tricky),
                 cmocka_unit_test(test_unquoted_values_unchanged),
                 cmocka_unit_test(test_line_limit),
+                cmocka_unit_test(test_fleet_keys),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,7 +38,9 @@ static WorkerJob sample(WorkerStep step) {
         case WORKER_STEP_DISCOVER:
                 j.discover = (DiscoverJob) { .s3 = s3(), .bucket = "b", .prefix = "api/", .suffix = ".tar.gz",
                                              .select = SELECT_POINTER, .pointer_key = "api/LATEST",
-                                             .pointer_etag = "\"abc\"" };
+                                             .pointer_etag = "\"abc\"",
+                                             .fleet = { .prefix = "fleet/", .host_id = "i-0abc", .canary = true,
+                                                        .settled = { SHA, SHA2 }, .n_settled = 2 } };
                 break;
         case WORKER_STEP_FETCH:
                 j.fetch = (FetchJob) { .s3 = s3(), .bucket = "b", .key = "api/" SHA ".tar.gz", .sha = SHA,
@@ -64,6 +66,11 @@ static WorkerJob sample(WorkerStep step) {
         case WORKER_STEP_PRUNE:
                 j.prune = (PruneJob) { .root = "/srv/api", .downloads_dir = "/var/lib/d/api/downloads", .keep = 5,
                                        .protect = { SHA, SHA2 }, .n_protect = 2 };
+                break;
+        case WORKER_STEP_REPORT:
+                j.report = (ReportJob) { .s3 = s3(), .bucket = "b", .fleet_prefix = "fleet/", .host_id = "i-0abc",
+                                         .status = "{\"host_id\":\"i-0abc\"}", .bad_sha = SHA,
+                                         .bad_body = "{\"reason\":\"health\"}" };
                 break;
         default:
                 fail();
@@ -267,6 +274,9 @@ static void test_out_of_range_and_bad_values(void **state) {
                 { WORKER_STEP_ACTIVATE, "sha", "\"" SHA2 "\\u0000x\"", "field \"activate.sha\": contains a NUL" },
                 { WORKER_STEP_DISCOVER, "pointer_key", "null", "field \"discover.pointer_key\": select = pointer" },
                 { WORKER_STEP_DISCOVER, NULL, "\"fetch\"", "field \"step\": this worker runs discover" },
+                { WORKER_STEP_REPORT, "host_id", "\"_abort\"", "field \"report.host_id\": not a host id" },
+                { WORKER_STEP_REPORT, "bad_sha", "\"../x\"", "field \"report.bad_sha\": not a sha" },
+                { WORKER_STEP_REPORT, "bad_body", "null", "field \"report.bad_body\": a marker needs both" },
                 { WORKER_STEP_CLEANUP, "root", "\"srv/api\"", "field \"cleanup.root\": not an absolute path" },
                 { WORKER_STEP_CLEANUP, "downloads_dir", "\"../d\"", "field \"cleanup.downloads_dir\": not an absolute" },
                 { WORKER_STEP_CLEANUP, "budget_usec", "0", "field \"cleanup.budget_usec\": 0 would remove nothing" },

@@ -21,7 +21,14 @@ static WorkerResult sample(WorkerStep step) {
         case WORKER_STEP_DISCOVER:
                 r.discover = (DiscoverResult) { .found = true, .sha = SHA, .key = "api/" SHA ".tar.gz",
                                                 .etag = "\"e1\"", .last_modified_usec = 1700000000000000,
-                                                .size = 170, .sidecar_sha256 = true, .pointer_etag = "\"p1\"" };
+                                                .size = 170, .sidecar_sha256 = true, .pointer_etag = "\"p1\"",
+                                                .host_id = "i-0abc", .zone = "us-east-1a",
+                                                .rollout = { .set = true, .sha = SHA, .wave = 1, .n_waves = 3,
+                                                             .percent_bp = 5000, .bucket = 4321, .host_wave = 1,
+                                                             .opens_usec = 1700000060000000, .admitted = true } };
+                break;
+        case WORKER_STEP_REPORT:
+                r.report = (ReportResult) { .status_written = true, .bad_written = false, .error = "PUT bad: 503" };
                 break;
         case WORKER_STEP_FETCH:
                 r.fetch = (FetchResult) { .sha = SHA, .key = "api/" SHA ".tar.gz", .size = 1000, .sha256 = HEX,
@@ -74,6 +81,9 @@ static WorkerJob job_for(WorkerStep step) {
                 break;
         case WORKER_STEP_RESTART:
                 j.restart = (RestartJob) { .root = "/srv/api", .sha = SHA };
+                break;
+        case WORKER_STEP_REPORT:
+                j.report = (ReportJob) { .bucket = "b", .fleet_prefix = "fleet/", .host_id = "i-0abc" };
                 break;
         default:
                 j.prune = (PruneJob) { .root = "/srv/api", .downloads_dir = "/d", .keep = 5 };
@@ -172,8 +182,16 @@ static void test_results_refused(void **state) {
                               "\"warning\":null}}", WORKER_STEP_ACTIVATE, "field \"result.previous\": not a sha");
         expect_result_refused("{\"ok\":true,\"result\":{\"found\":false,\"not_modified\":false,\"sha\":\"" SHA "\","
                               "\"key\":null,\"etag\":null,\"last_modified\":0,\"size\":0,"
-                              "\"sidecars\":{\"sha256\":false,\"minisig\":false},\"pointer_etag\":null,\"reason\":null}}",
+                              "\"sidecars\":{\"sha256\":false,\"minisig\":false},\"pointer_etag\":null,\"reason\":null,"
+                              "\"host_id\":null,\"zone\":null,\"rollout\":null}}",
                               WORKER_STEP_DISCOVER, "field \"result.sha\": set although no build was found");
+        expect_result_refused("{\"ok\":true,\"result\":{\"found\":false,\"not_modified\":false,\"sha\":null,"
+                              "\"key\":null,\"etag\":null,\"last_modified\":0,\"size\":0,"
+                              "\"sidecars\":{\"sha256\":false,\"minisig\":false},\"pointer_etag\":null,\"reason\":null,"
+                              "\"host_id\":\"../../x\",\"zone\":null,\"rollout\":null}}",
+                              WORKER_STEP_DISCOVER, "field \"result.host_id\": not a host id");
+        expect_result_refused("{\"ok\":true,\"result\":{\"status_written\":true,\"bad_written\":1,\"error\":null}}",
+                              WORKER_STEP_REPORT, "field \"result.bad_written\": expected true or false");
         /* a cleanup names nothing it removed: no result carries a path */
         expect_result_refused("{\"ok\":true,\"result\":{\"removed\":1,\"complete\":true,"
                               "\"names\":[\"releases/.trash-x\"]}}", WORKER_STEP_CLEANUP,

@@ -1,0 +1,58 @@
+/* fleet.h: the supervisor's side of the fleet (docs/design.md, "Fleet"):
+ * this host's name once known, where it stands in the pointer's rollout,
+ * the breaker's verdicts, and when the report step must write this host's
+ * status and bad markers. Nothing here talks to S3: workers do. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "protocol/worker-job.h"
+#include "protocol/worker-result.h"
+
+typedef struct Service Service;
+
+#define FLEET_HALTED_MAX 8
+
+typedef struct FleetHalted {
+        char sha[SHA_MAX_LEN + 1];
+        char *halt;                    /* hosts and reasons */
+} FleetHalted;
+
+typedef struct ServiceFleet {
+        char *host_id;                 /* [agent] host_id, or what a worker resolved; NULL until known */
+        char *zone;
+        char *rollout_sha;             /* the build the pointer names; NULL: no rollout seen */
+        const char *rollout_status;    /* "waiting" "taken" "halted" "paused" */
+        uint64_t rollout_wave;
+        char *rollout_message;         /* "waiting for wave 1 (...)", or NULL */
+        FleetHalted halted[FLEET_HALTED_MAX]; /* verdicts are final per sha: never listed again */
+        size_t n_halted;
+        char *reported;                /* the last status written, without its time */
+        uint64_t reported_usec;        /* monotonic, 0: never */
+} ServiceFleet;
+
+void fleet_done(ServiceFleet *f);
+
+/* [agent] host_id, else the one a worker resolved, else NULL. */
+char *fleet_host_id(const Service *s);
+
+/* The fleet part of a discover job (borrowing from s). */
+FleetJob fleet_discover_job(const Service *s);
+
+/* Keep what a discover worker learnt: the host id it resolved, the
+ * rollout, a halted verdict (said in the journal once per build). */
+int fleet_on_discovered(Service *s, const DiscoverResult *res);
+
+bool fleet_is_halted(const Service *s, const char *sha);
+
+/* Whether a report step should run now: a marker to write, a status that
+ * changed since the last one written, or the heartbeat due. */
+bool fleet_report_wanted(Service *s);
+
+/* The report job's fields (malloc'ed: status, bad_sha, bad_body; the
+ * caller frees them after encoding). */
+int fleet_report_fields(Service *s, char **ret_status, char **ret_bad_sha, char **ret_bad_body);
+
+/* What the report step wrote: the marker is cleared only once written. */
+void fleet_on_reported(Service *s, const ReportJob *job, const ReportResult *res);

@@ -1,0 +1,320 @@
+"""Fleet rollouts (docs/design.md, "Fleet"): 30 agents on this machine,
+each `deploy-agent run` with its own host_id, state_dir, root and control
+socket, against s3rver behind the SigV4 proxy.
+
+No assertion here is a deadline on the rollout: every wait is on the thing
+itself with a generous bound, and the wave check is "no host activated
+before its wave opened", computed from the pointer's own `started` and the
+activation times the agents record (same machine, same clock). A host
+decides with now >= started + k * wave_interval before it fetches, and
+records the activation after the health check, so the check cannot fail
+because the machine is slow or fast."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import harness
+from control_harness import DEPLOYCTL_BIN
+
+N_HOSTS = 30
+WAVES = (1000, 5000, 10000)          # basis points: 10%, 50%, 100%
+WAVE_INTERVAL = 15                   # seconds; see test_waves_reach_hosts_in_order
+SETTLE = 240.0                       # generous bound on any fleet-wide wait
+
+
+def bucket(host_id, sha):
+    """rollout_bucket() of agent/artifact/rollout.c."""
+    d = hashlib.sha256(f"{host_id}\n{sha}".encode()).digest()
+    return int.from_bytes(d[:8], "big") % 10000
+
+
+def wave_of(host_id, sha, waves=WAVES):
+    b = bucket(host_id, sha)
+    return next(k for k, w in enumerate(waves) if b < w)
+
+
+def pick_sha(hosts, tag, need_each_wave=True):
+    """A sha whose first wave has hosts (and, when asked, every wave adds
+    some): with 30 hosts a 10% wave is empty for about 4% of shas."""
+    for i in range(1000):
+        sha = hashlib.sha1(f"{tag}-{i}".encode()).hexdigest()[:12]
+        per_wave = [sum(1 for h in hosts if wave_of(h, sha) == k) for k in range(len(WAVES))]
+        if per_wave[0] > 0 and (not need_each_wave or all(per_wave)):
+            return sha
+    raise AssertionError("no sha found")
+
+
+class Host:
+    def __init__(self, fleet, i):
+        self.fleet = fleet
+        self.host_id = f"host-{i:02d}"
+        self.dir = fleet.dir / self.host_id
+        self.root = self.dir / "srv" / "app"
+        self.state_dir = self.dir / "state"
+        self.socket = self.dir / "control.sock"
+        self.config = self.dir / "deploy.ini"
+        self.proc = None
+        harness.make_dir(self.root.parent)
+        harness.make_dir(self.state_dir)
+        self.config.write_text(self.config_text())
+
+    def config_text(self):
+        f = self.fleet
+        return "\n".join([
+            "[agent]", f"state_dir = {self.state_dir}", f"socket = {self.socket}", "admin_group =",
+            "worker_user = nobody", "log_level = info", "poll_interval = 1s", "poll_jitter = 0%",
+            f"host_id = {self.host_id}", "",
+            "[s3]", f"region = {harness.REGION}", f"endpoint = {f.s3.endpoint}", "addressing = path",
+            "credentials = static", f"access_key_id = {harness.ACCESS_KEY}",
+            f"secret_access_key = {harness.SECRET_KEY}", "",
+            '[service "app"]', f"bucket = {harness.BUCKET}", f"prefix = {f.prefix}builds/",
+            "select = pointer", f"pointer_key = {f.prefix}LATEST", f"fleet_prefix = {f.prefix}fleet/",
+            f"root = {self.root}", "restart_mode = none", "health_command = test -e healthy",
+            "health_settle = 0s", "health_timeout = 2s", "keep_releases = 3", "step_timeout = 60s", ""])
+
+    def start(self):
+        log = open(self.dir / "agent.log", "ab")
+        self.proc = subprocess.Popen([str(harness.AGENT_BIN), "-c", str(self.config), "run"],
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        log.close()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def state(self):
+        try:
+            return json.loads((self.state_dir / "app" / "state.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def current(self):
+        try:
+            return os.path.basename(os.readlink(self.root / "current"))
+        except FileNotFoundError:
+            return None
+
+    def activations(self, sha):
+        """Realtime seconds of every activation of sha this host recorded."""
+        return [h["when_usec"] / 1e6 for h in self.state().get("history", [])
+                if h["sha"] == sha and h["outcome"] == "deployed"]
+
+    def ever_activated(self, sha):
+        """Any trace of sha going live here: history, bad marks, or a release."""
+        st = self.state()
+        return (any(h["sha"] == sha for h in st.get("history", []))
+                or any(b["sha"] == sha for b in st.get("bad", []))
+                or (self.root / "releases" / sha).exists())
+
+    def ctl_status(self):
+        r = subprocess.run([str(DEPLOYCTL_BIN), "-s", str(self.socket), "--json", "status"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["services"][0]
+
+
+class Fleet:
+    def __init__(self, s3, test_dir):
+        self.s3 = s3
+        self.dir = test_dir
+        self.prefix = f"fleet-{os.getpid()}-{int(time.time() * 1000) % 10**9}/"
+        self.hosts = [Host(self, i) for i in range(N_HOSTS)]
+        self.ids = [h.host_id for h in self.hosts]
+
+    def publish(self, sha, healthy=True):
+        files = {"app": f"{sha}\n".encode()}
+        if healthy:
+            files["healthy"] = b"yes\n"
+        data = harness.make_tar_gz(files)
+        key = f"{self.prefix}builds/{sha}.tar.gz"
+        self.s3.put(key + ".sha256", f"{harness.sha256_hex(data)}  {sha}.tar.gz\n".encode())
+        self.s3.put(key, data)
+
+    def point(self, sha, **policy):
+        """The pointer as deployctl publish --waves writes it (FLEET-SPEC)."""
+        lines = [sha] + [f"{k}={v}" for k, v in policy.items()]
+        self.s3.put(f"{self.prefix}LATEST", ("\n".join(lines) + "\n").encode())
+
+    def wait(self, predicate, what, timeout=SETTLE):
+        harness.wait_until(predicate, timeout, what, interval=0.2)
+
+    def wait_all_on(self, sha, hosts=None):
+        hosts = self.hosts if hosts is None else hosts
+        self.wait(lambda: all(h.current() == sha for h in hosts),
+                  f"{len(hosts)} hosts on {sha}: {[h.host_id for h in hosts if h.current() != sha]} not yet")
+
+    def object(self, key):
+        return self.s3.client.get_object(Bucket=harness.BUCKET, Key=self.prefix + key)["Body"].read()
+
+    def keys(self, under):
+        return self.s3.list_keys(self.prefix + under)
+
+    def status_object(self, host):
+        return json.loads(self.object(f"fleet/status/{host.host_id}.json"))
+
+    def stop(self):
+        for h in self.hosts:
+            if h.proc and h.proc.poll() is None:
+                os.killpg(h.proc.pid, signal.SIGTERM)
+        for h in self.hosts:
+            h.stop()
+
+
+@pytest.fixture
+def fleet(s3, test_dir):
+    f = Fleet(s3, test_dir)
+    yield f
+    f.stop()
+
+
+def started_fleet(fleet):
+    """Every host on a first build, deployed at once (a pointer without a
+    policy behaves as it always did)."""
+    base = "ba5e0000001"
+    fleet.publish(base)
+    fleet.point(base)
+    for h in fleet.hosts:
+        h.start()
+    fleet.wait_all_on(base)
+    fleet.wait(lambda: all(h.activations(base) for h in fleet.hosts), "every host's record of the deploy")
+    return base
+
+
+def timeline(fleet, sha, started, interval):
+    """Per wave: the hosts on sha and the latest activation, from the
+    hosts' own records."""
+    out = []
+    for k in range(len(WAVES)):
+        hosts = [h for h in fleet.hosts if wave_of(h.host_id, sha) == k]
+        acts = [min(h.activations(sha)) - started for h in hosts if h.activations(sha)]
+        out.append((k, len(hosts), f"opens +{k * interval}s",
+                    f"activated +{min(acts):.1f}s..+{max(acts):.1f}s" if acts else "none"))
+    return out
+
+
+@pytest.mark.slow
+def test_waves_reach_hosts_in_order(fleet):
+    """(a) 10%, 50%, 100%: no host takes the build before its wave opens,
+    and all 30 end on it. WAVE_INTERVAL only has to be long enough for the
+    waves to be told apart; a slow machine makes waves overlap in time, never
+    a host early."""
+    t0 = time.monotonic()
+    base = started_fleet(fleet)
+    sha = pick_sha(fleet.ids, "waves")
+    fleet.publish(sha)
+    started = int(time.time())
+    fleet.point(sha, started=started, waves=",".join(map(str, WAVES)), wave_interval=WAVE_INTERVAL,
+                max_failures=1, paused="no", previous=base)
+    fleet.wait_all_on(sha)
+    # the symlink moves before the health check; the record comes after it
+    fleet.wait(lambda: all(h.activations(sha) for h in fleet.hosts), "every host's record of the deploy")
+    for h in fleet.hosts:
+        k = wave_of(h.host_id, sha)
+        first = min(h.activations(sha))
+        assert first >= started + k * WAVE_INTERVAL, \
+            f"{h.host_id} (bucket {bucket(h.host_id, sha)}, wave {k}) took {sha} at +{first - started:.2f}s"
+    # every status object says so (written after the deploy settled)
+    fleet.wait(lambda: all(fleet.status_object(h)["current"] == sha for h in fleet.hosts),
+               "status objects on the new build")
+    st = fleet.status_object(fleet.hosts[0])
+    assert st["host_id"] == "host-00" and st["service"] == "app" and st["previous"] == base
+    assert st["rollout"] == {"sha": sha, "status": "taken", "wave": st["rollout"]["wave"]}
+    assert st["status_interval_sec"] == 3600 and st["state"] == "ok"
+    print(f"\nROLLOUT TIMELINE {sha} ({N_HOSTS} hosts, waves {WAVES} bp, interval {WAVE_INTERVAL}s):")
+    for row in timeline(fleet, sha, started, WAVE_INTERVAL):
+        print("  wave %d: %2d hosts, %s, %s" % row)
+    print(f"  test time {time.monotonic() - t0:.1f}s")
+
+
+@pytest.mark.slow
+def test_breaker_halts_a_build_that_fails_health(fleet):
+    """(b) and (c). The first wave rolls a broken build back and writes bad
+    markers; once every later wave is open, no other host activates it: each
+    lists bad/<sha>/ once and stays. One first-wave agent is killed in the
+    middle of its deploy and started again, and the first marker PUTs fail
+    (an S3 outage for the writes): the markers still get written, so no
+    breaker misreads the fleet."""
+    t0 = time.monotonic()
+    base = started_fleet(fleet)
+    sha = pick_sha(fleet.ids, "broken", need_each_wave=False)
+    first = [h for h in fleet.hosts if wave_of(h.host_id, sha) == 0]
+    later = [h for h in fleet.hosts if h not in first]
+    fleet.publish(sha, healthy=False)
+    outage = fleet.s3.proxy.inject(lambda m, p: m == "PUT" and "/fleet/bad/" in p, status=503,
+                                   code="ServiceUnavailable", times=len(first) * 2)
+    # Wave 1 opens only when the test moves `started` back below.
+    started = int(time.time())
+    policy = dict(waves=",".join(map(str, WAVES)), wave_interval=3600, max_failures=1, paused="no", previous=base)
+    fleet.point(sha, started=started, **policy)
+
+    victim = first[0]
+    fleet.wait(lambda: victim.state().get("in_flight", {}).get("sha") == sha or victim.ever_activated(sha),
+               f"{victim.host_id} deploying {sha}")
+    victim.stop(signal.SIGKILL)
+    victim.start()
+
+    fleet.wait(lambda: all(sha in [b["sha"] for b in h.state().get("bad", [])] for h in first),
+               "first wave rolled back")
+    fleet.wait_all_on(base, first)
+    fleet.wait(lambda: sorted(fleet.keys(f"fleet/bad/{sha}/")) ==
+               sorted(f"{fleet.prefix}fleet/bad/{sha}/{h.host_id}" for h in first), "every bad marker written")
+    assert outage.hits > 0
+    for h in first:
+        marker = json.loads(fleet.object(f"fleet/bad/{sha}/{h.host_id}"))
+        assert marker["host_id"] == h.host_id and marker["sha"] == sha and "health" in marker["reason"]
+        assert not any(b.get("fleet_unreported") for b in h.state()["bad"])
+
+    # Every wave open now: the later hosts are admitted and the breaker stops them.
+    fleet.point(sha, started=started - 3 * 3600, **policy)
+    fleet.wait(lambda: all(h.ctl_status()["rollout"] and h.ctl_status()["rollout"]["status"] == "halted"
+                           for h in later), "every later host sees the halt")
+    for h in later:
+        ro = h.ctl_status()["rollout"]
+        assert ro["sha"] == sha and first[0].host_id in ro["halted"], ro
+        assert h.current() == base and not h.ever_activated(sha), h.host_id
+    fleet.wait(lambda: all(fleet.status_object(h)["rollout"]["status"] == "halted" for h in later),
+               "status objects say halted")
+    for h in first:
+        st = fleet.status_object(h)
+        assert st["current"] == base and sha in st["bad"] and st["state"] == "failed"
+    print(f"\nHALT {sha}: {len(first)} first-wave hosts rolled back "
+          f"({', '.join(h.host_id for h in first)}), {len(later)} later hosts halted, "
+          f"{outage.hits} marker PUTs failed and were retried; test time {time.monotonic() - t0:.1f}s")
+
+
+def test_pointer_follows_to_an_older_sha_unless_bad_here(fleet):
+    """How abort works: the pointer names the previous build again, and
+    every host goes back; a host where that build is marked bad stays."""
+    hosts = fleet.hosts[:3]
+    fleet.hosts = hosts
+    old, new = "01d0000000a", "0e40000000b"
+    fleet.publish(old)
+    fleet.publish(new)
+    fleet.point(old)
+    for h in hosts:
+        h.start()
+    fleet.wait_all_on(old)
+    fleet.point(new)
+    fleet.wait_all_on(new)
+    # host 2 learns old is bad (an operator's rollback would mark it so)
+    hosts[2].stop()
+    st = hosts[2].state()
+    st["bad"].append({"sha": old, "etag": None, "reason": "broken here", "when_usec": int(time.time() * 1e6)})
+    (hosts[2].state_dir / "app" / "state.json").write_text(json.dumps(st))
+    hosts[2].start()
+    fleet.point(old, previous=new)
+    fleet.wait_all_on(old, hosts[:2])
+    fleet.wait(lambda: "marked bad" in (hosts[2].dir / "agent.log").read_text(), "host 2 saw the pointer")
+    assert hosts[2].current() == new
