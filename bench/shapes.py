@@ -21,7 +21,9 @@ Then, on the small shape: prune (the prune worker's wall time, removing one
 restart, never an unpack; checked in the agent's log).
 
 Knobs: RUNS (default 3), BENCH_QUICK=1 (1 run, the many shape at 20,000 files),
-BENCH_SHAPES=large,small,many, BENCH_DIR (work dir), DEPLOY_AGENT_BIN.
+BENCH_SHAPES=large,small,many, BENCH_DIR (work dir), DEPLOY_AGENT_BIN,
+BENCH_OLD_AGENT=/path/to/deploy-agent (another build, its worker beside it: timed
+too, in the same rotation).
 Not a test: it never fails on speed.
 """
 
@@ -44,6 +46,7 @@ import hashlib
 REPO = pathlib.Path(__file__).resolve().parents[1]
 AGENT = pathlib.Path(os.environ.get("DEPLOY_AGENT_BIN", REPO / "build" / "deploy-agent"))
 DEPLOYCTL = AGENT.parent / "deployctl"
+OLD_AGENT = os.environ.get("BENCH_OLD_AGENT", "")  # another build, timed too (alternating)
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 RUNS = int(os.environ.get("RUNS", "1" if QUICK else "3"))
 SHAPES = [s for s in os.environ.get("BENCH_SHAPES", "large,small,many").split(",") if s in ("large", "small", "many")]
@@ -195,15 +198,15 @@ def agent_config(d, s3, prefix, keep=5, extra=""):
     return ini
 
 
-def run_once(ini, log):
+def run_once(ini, log, agent=AGENT):
     with open(log, "ab") as f:
-        subprocess.run([str(AGENT), "-c", str(ini), "once"], stderr=f, check=True)
+        subprocess.run([str(agent), "-c", str(ini), "once"], stderr=f, check=True)
 
 
-def run_agent(d, s3, prefix):
+def run_agent(d, s3, prefix, agent=AGENT):
     d.mkdir(parents=True)
     ini = agent_config(d, s3, prefix)
-    return timed(lambda: run_once(ini, d / "log"))
+    return timed(lambda: run_once(ini, d / "log", agent))
 
 
 PIPELINE = r"""set -e
@@ -258,19 +261,25 @@ def bench_shape(shape, s3, work):
     n = shape_files(shape)
     print(f"{shape}: {n} files, {unpacked_mib(tarball)} MiB unpacked, "
           f"{tarball.stat().st_size / 1e6:.0f} MB gzip, {RUNS} run(s)", flush=True)
-    kinds = ["agent", "pipeline", "download", "unpack"]
+    kinds = ["agent", "pipeline", "download", "unpack"] + (["old"] if OLD_AGENT else [])
     times = {k: [] for k in kinds}
-    peaks = {}
+    peaks, walls = {}, {}
     for i in range(RUNS):
-        order = kinds[i % 4:] + kinds[:i % 4]
+        order = kinds[i % len(kinds):] + kinds[:i % len(kinds)]
         for k in order:
             d = work / f"{shape}-{k}-{i}"
-            if k == "agent":
-                t = run_agent(d, s3, prefix)
+            if k in ("agent", "old"):
+                t = run_agent(d, s3, prefix, AGENT if k == "agent" else OLD_AGENT)
                 got = count_files(d / "srv" / "current" / "")
                 if got != n:
                     raise RuntimeError(f"agent release has {got} files, not {n}")
+                if k == "old":
+                    times[k].append(t)
+                    shutil.rmtree(d)
+                    continue
                 peak_rss((d / "log").read_text(), peaks)
+                for step in ("fetch", "unpack"):
+                    walls.setdefault(step, []).extend(step_walls((d / "log").read_text(), step))
             elif k == "pipeline":
                 t = run_pipeline(d, s3, prefix, sha)
             elif k == "download":
@@ -284,8 +293,15 @@ def bench_shape(shape, s3, work):
     floor = max(med["download"], med["unpack"])
     print(f"  median: agent {med['agent']:.2f}s  pipeline {med['pipeline']:.2f}s  "
           f"floor {floor:.2f}s (download {med['download']:.2f}s, tar xzf + sync {med['unpack']:.2f}s)")
+    if OLD_AGENT:
+        print(f"  old agent ({OLD_AGENT}): {med['old']:.2f}s, agent/floor {med['old'] / floor:.2f}, "
+              f"agent/pipeline {med['old'] / med['pipeline']:.2f}")
     print(f"  {shape}: agent/floor {med['agent'] / floor:.2f} (target <= 1.3)  "
           f"agent/pipeline {med['agent'] / med['pipeline']:.2f} (target <= 0.5)")
+    if walls.get("fetch") and walls.get("unpack"):
+        fetch, unpack = statistics.median(walls["fetch"]), statistics.median(walls["unpack"])
+        print(f"  agent's workers: fetch {fetch:.2f}s, unpack {unpack:.2f}s (overlapping them "
+              f"would save at most {min(fetch, unpack):.2f}s)")
     print("  peak RSS: " + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in peaks.items()), flush=True)
 
 
