@@ -317,8 +317,9 @@ static int track_parents(Unpack *u, size_t n, const char *path) {
  * started empty and only this process writes it, so what it holds is what
  * the table says (the run_as user could race us, but this worker runs as
  * that user, under Landlock, and gains nothing from following a link it
- * plants). A hit is confirmed on disk. */
-static int track_entry(Unpack *u, struct archive_entry *e, const char *path) {
+ * plants). A hit is confirmed on disk. Returns 1 when the table has to be
+ * given up (full, or two paths share a hash). */
+static int track_paths(Unpack *u, struct archive_entry *e, const char *path) {
         const char *link = archive_entry_hardlink(e);
         UnpackPathType t;
         struct stat st;
@@ -329,21 +330,31 @@ static int track_entry(Unpack *u, struct archive_entry *e, const char *path) {
                 n = unpack_paths_normalize(link, u->norm, u->limits.max_path_length + 1);
                 r = n < 0 ? 1 : check_parents(u, (size_t) n, false, path, "hardlink target");
                 if (r != 0)
-                        return r < 0 ? r : stop_tracking(u);
+                        return r;
         }
         n = unpack_paths_normalize(path, u->norm, u->limits.max_path_length + 1);
         r = n < 0 ? 1 : track_parents(u, (size_t) n, path);
         if (r != 0)
-                return r < 0 ? r : stop_tracking(u);
+                return r;
         h = unpack_paths_hash(&u->paths, u->norm, (size_t) n);
         t = unpack_paths_get(&u->paths, h);
         if (t == UNPACK_PATH_NONE)
-                return unpack_paths_put(&u->paths, h, entry_path_type(e)) < 0 ? stop_tracking(u) : 0;
+                return unpack_paths_put(&u->paths, h, entry_path_type(e)) < 0 ? 1 : 0;
         if (t == UNPACK_PATH_DIR && entry_path_type(e) == UNPACK_PATH_DIR)
                 return 0;      /* a directory named again: check_duplicate() allows it */
         if (fstatat(u->dir_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return stop_tracking(u); /* absent: two paths share a hash */
+                return 1;      /* absent: two paths share a hash */
         return check_duplicate(u, e, path);
+}
+
+/* Given up: this entry and the rest are checked on disk. */
+static int track_entry(Unpack *u, struct archive_entry *e, const char *path) {
+        int r = track_paths(u, e, path);
+
+        if (r <= 0)
+                return r;
+        r = stop_tracking(u);
+        return r < 0 ? r : check_duplicate(u, e, path);
 }
 
 static int check_mode(Unpack *u, struct archive_entry *e, const char *path) {

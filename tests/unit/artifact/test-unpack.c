@@ -682,9 +682,9 @@ static void test_garbage(void **state) {
 
 /* ---- checks in memory, and on disk once the table is given up ---- */
 
-/* max_tracked_paths 0: the table all along; 1: full at the second path, so
+/* max_tracked_paths 0: the table all along; 1 to 3: full after so many paths, so
  * libarchive's SECURE_SYMLINKS and a stat per entry take over. */
-static const size_t tracked[] = { 0, 1 };
+static const size_t tracked[] = { 0, 1, 2, 3 };
 
 static UnpackLimits limits_tracked(size_t max_tracked) {
         UnpackLimits l = default_limits;
