@@ -173,8 +173,7 @@ demo:
 	bash scripts/demo.sh
 
 bench: all
-	bash bench/run.sh
-	bash bench/small-files.sh
+	nice $(PYTHON) bench/shapes.py
 	$(PYTHON) bench/daemon.py
 	$(PYTHON) bench/control.py
 
@@ -185,6 +184,10 @@ bench: all
 SOAK_SECONDS ?= 3600
 soak: all
 	SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) tests/soak/soak.py
+
+# The three artifact shapes, prune and rollback alone (BENCH_QUICK=1: one run, smaller).
+bench-shapes: all
+	nice $(PYTHON) bench/shapes.py
 
 # The control socket alone: latency, requests per second, RSS (a few seconds).
 bench-control: all
@@ -236,6 +239,6 @@ package-test:
 clean:
 	rm -rf build build-asan build-debug build-analyze build-arm64 dist $(FUZZ_BUILD)
 
-.PHONY: debug all test unit-test unit-test-build integration-test asan-test analyze include-graph demo bench bench-control soak install clean FORCE \
+.PHONY: debug all test unit-test unit-test-build integration-test asan-test analyze include-graph demo bench bench-shapes bench-control soak install clean FORCE \
         deb dist lintian unit-test-arm64 repro-test package-test fuzz fuzz-build fuzz-bins fuzz-regress
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

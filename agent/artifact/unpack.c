@@ -37,11 +37,15 @@
 #include <locale.h>
 #include <sys/stat.h>
 
+#include "artifact/unpack-paths.h"
 #include "common/util.h"
 
 #define UNPACK_PATH_LENGTH_DEFAULT 4096
 #define UNPACK_DEPTH_DEFAULT 64
-#define UNPACK_READ_BLOCK (64 * 1024)
+/* One read() per MiB of archive, not per 64 KiB; smaller archives get a
+ * buffer their size. */
+#define UNPACK_READ_BLOCK_MAX (1024 * 1024)
+#define UNPACK_READ_BLOCK_MIN (64 * 1024)
 #define UNPACK_NAME_SHOWN 200
 
 static void archive_freep(struct archive **a) {
@@ -63,6 +67,10 @@ typedef struct Unpack {
         UnpackStats stats;
         uint64_t written;              /* entries other than the root itself */
         char **ret_error;
+        UnpackPaths paths;             /* what is in the tree; see track_entry() */
+        bool tracking;                 /* false: libarchive's SECURE_SYMLINKS and a stat() per entry */
+        char *norm;                    /* the entry's normalized path */
+        char *parent;                  /* the last entry's parent, checked: "" none yet */
 } Unpack;
 
 /* Walks the components of a path, skipping empty and "." ones. Returns the
@@ -238,6 +246,128 @@ static int check_duplicate(Unpack *u, struct archive_entry *e, const char *path)
         return entry_error(u, -EBADMSG, path, "duplicate entry");
 }
 
+#define WRITER_OPTIONS (ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | \
+                        ARCHIVE_EXTRACT_NO_OVERWRITE | ARCHIVE_EXTRACT_TIME)
+
+/* Back to checking on disk: libarchive's SECURE_SYMLINKS (an open and a
+ * stat of every parent of every entry) and a stat of each entry. Exact
+ * again, only slower; taken when the table is full or two paths collide. */
+static int stop_tracking(Unpack *u) {
+        u->tracking = false;
+        unpack_paths_done(&u->paths);
+        if (archive_write_disk_set_options(u->writer, WRITER_OPTIONS |
+                                           ARCHIVE_EXTRACT_SECURE_SYMLINKS) != ARCHIVE_OK)
+                return error_set(u->ret_error, -EINVAL, "archive: cannot set up the writer");
+        return 0;
+}
+
+static UnpackPathType entry_path_type(struct archive_entry *e) {
+        if (archive_entry_hardlink(e))
+                return UNPACK_PATH_FILE;
+        switch (archive_entry_filetype(e)) {
+        case AE_IFDIR:
+                return UNPACK_PATH_DIR;
+        case AE_IFLNK:
+                return UNPACK_PATH_SYMLINK;
+        default:
+                return UNPACK_PATH_FILE;
+        }
+}
+
+/* Every parent of u->norm (n bytes) is a directory, never a symlink: what
+ * SECURE_SYMLINKS refuses on disk. add: record a parent not seen yet as the
+ * directory libarchive is about to create. Returns 1 when tracking has to
+ * stop (a collision, a full table), 0 when fine. */
+static int check_parents(Unpack *u, size_t n, bool add, const char *path, const char *what) {
+        for (size_t i = 0; i < n; i++) {
+                uint64_t h;
+                struct stat st;
+                int r;
+
+                if (u->norm[i] != '/')
+                        continue;
+                h = unpack_paths_hash(&u->paths, u->norm, i);
+                switch (unpack_paths_get(&u->paths, h)) {
+                case UNPACK_PATH_NONE:
+                        if (add && unpack_paths_put(&u->paths, h, UNPACK_PATH_DIR) < 0)
+                                return 1;
+                        break;
+                case UNPACK_PATH_SYMLINK:
+                        u->norm[i] = '\0';
+                        r = fstatat(u->dir_fd, u->norm, &st, AT_SYMLINK_NOFOLLOW);
+                        u->norm[i] = '/';
+                        if (r >= 0 && S_ISLNK(st.st_mode))
+                                return entry_error(u, -EBADMSG, path, "%s goes through a symlink", what);
+                        return 1;
+                default:
+                        break;  /* a file: libarchive fails with ENOTDIR */
+                }
+        }
+        return 0;
+}
+
+/* The parents of the entry, unless they are the last entry's (archives
+ * list a directory's files together): then they were checked already, and
+ * no entry since can have changed them (a duplicate is refused). */
+static int track_parents(Unpack *u, size_t n, const char *path) {
+        const char *slash = memrchr(u->norm, '/', n);
+        size_t len = slash ? (size_t) (slash - u->norm) : 0;
+        int r;
+
+        if (len == 0 || (strlen(u->parent) == len && memcmp(u->parent, u->norm, len) == 0))
+                return 0;
+        r = check_parents(u, n, true, path, "path");
+        if (r == 0) {
+                memcpy(u->parent, u->norm, len);
+                u->parent[len] = '\0';
+        }
+        return r;
+}
+
+/* In place of SECURE_SYMLINKS and check_duplicate()'s stat: the tree
+ * started empty and only this process writes it, so what it holds is what
+ * the table says (the run_as user could race us, but this worker runs as
+ * that user, under Landlock, and gains nothing from following a link it
+ * plants). A hit is confirmed on disk. Returns 1 when the table has to be
+ * given up (full, or two paths share a hash). */
+static int track_paths(Unpack *u, struct archive_entry *e, const char *path) {
+        const char *link = archive_entry_hardlink(e);
+        UnpackPathType t;
+        struct stat st;
+        uint64_t h;
+        int n, r;
+
+        if (link) {
+                n = unpack_paths_normalize(link, u->norm, u->limits.max_path_length + 1);
+                r = n < 0 ? 1 : check_parents(u, (size_t) n, false, path, "hardlink target");
+                if (r != 0)
+                        return r;
+        }
+        n = unpack_paths_normalize(path, u->norm, u->limits.max_path_length + 1);
+        r = n < 0 ? 1 : track_parents(u, (size_t) n, path);
+        if (r != 0)
+                return r;
+        h = unpack_paths_hash(&u->paths, u->norm, (size_t) n);
+        t = unpack_paths_get(&u->paths, h);
+        if (t == UNPACK_PATH_NONE)
+                return unpack_paths_put(&u->paths, h, entry_path_type(e)) < 0 ? 1 : 0;
+        if (t == UNPACK_PATH_DIR && entry_path_type(e) == UNPACK_PATH_DIR)
+                return 0;      /* a directory named again: check_duplicate() allows it */
+        if (fstatat(u->dir_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return 1;      /* absent: two paths share a hash */
+        return check_duplicate(u, e, path);
+}
+
+/* Given up: this entry and the rest are checked on disk. */
+static int track_entry(Unpack *u, struct archive_entry *e, const char *path) {
+        int r = track_paths(u, e, path);
+
+        if (r <= 0)
+                return r;
+        r = stop_tracking(u);
+        return r < 0 ? r : check_duplicate(u, e, path);
+}
+
 static int check_mode(Unpack *u, struct archive_entry *e, const char *path) {
         mode_t mode = archive_entry_mode(e);
 
@@ -310,7 +440,7 @@ static int check_entry(Unpack *u, struct archive_entry *e, const char *path) {
                 r = check_symlink(u, path, archive_entry_symlink(e));
         if (r < 0)
                 return r;
-        r = check_duplicate(u, e, path);
+        r = u->tracking ? track_entry(u, e, path) : check_duplicate(u, e, path);
         if (r < 0)
                 return r;
         r = check_mode(u, e, path);
@@ -402,6 +532,14 @@ static int extract_all(Unpack *u) {
         return 0;
 }
 
+static size_t read_block_size(int fd) {
+        struct stat st;
+
+        if (fstat(fd, &st) < 0 || st.st_size >= UNPACK_READ_BLOCK_MAX)
+                return UNPACK_READ_BLOCK_MAX;
+        return st.st_size <= UNPACK_READ_BLOCK_MIN ? UNPACK_READ_BLOCK_MIN : (size_t) st.st_size;
+}
+
 static int open_reader(Unpack *u, int archive_fd) {
         u->reader = archive_read_new();
         if (!u->reader)
@@ -416,7 +554,9 @@ static int open_reader(Unpack *u, int archive_fd) {
             archive_read_support_filter_xz(u->reader) != ARCHIVE_OK)
                 return error_set(u->ret_error, -EOPNOTSUPP,
                                  "archive: libarchive lacks built-in tar, zip, gzip, zstd or xz support");
-        if (archive_read_open_fd(u->reader, archive_fd, UNPACK_READ_BLOCK) != ARCHIVE_OK)
+        /* the kernel reads ahead further on a sequential file */
+        (void) posix_fadvise(archive_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        if (archive_read_open_fd(u->reader, archive_fd, read_block_size(archive_fd)) != ARCHIVE_OK)
                 return archive_failure(u, u->reader, NULL);
         return 0;
 }
@@ -431,12 +571,9 @@ static int open_writer(struct archive **ret) {
         umask(old);
         if (!a)
                 return -ENOMEM;
-        if (archive_write_disk_set_options(a,
-                                           ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                                           ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                           ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
-                                           ARCHIVE_EXTRACT_NO_OVERWRITE |
-                                           ARCHIVE_EXTRACT_TIME) != ARCHIVE_OK)
+        /* No SECURE_SYMLINKS while track_entry() checks the same in memory;
+         * stop_tracking() sets it. */
+        if (archive_write_disk_set_options(a, WRITER_OPTIONS) != ARCHIVE_OK)
                 return -EINVAL;
         *ret = TAKE_PTR(a);
         return 0;
@@ -452,6 +589,18 @@ static UnpackLimits limits_normalize(const UnpackLimits *l) {
         return n;
 }
 
+/* Without memory for the table the checks stay on disk, as before it. */
+static int start_tracking(Unpack *u) {
+        size_t n = u->limits.max_path_length + 1;
+
+        u->norm = malloc(n);
+        u->parent = calloc(1, n);
+        if (!u->norm || !u->parent || unpack_paths_init(&u->paths, u->limits.max_tracked_paths) < 0)
+                return stop_tracking(u);
+        u->tracking = true;
+        return 0;
+}
+
 static int unpack_run(Unpack *u, int archive_fd) {
         int r;
 
@@ -463,6 +612,9 @@ static int unpack_run(Unpack *u, int archive_fd) {
         r = open_writer(&u->writer);
         if (r < 0)
                 return error_set(u->ret_error, r, "archive: cannot set up the writer");
+        r = start_tracking(u);
+        if (r < 0)
+                return r;
         return extract_all(u);
 }
 
@@ -487,6 +639,9 @@ int unpack_archive(int archive_fd, int dir_fd, const UnpackLimits *limits,
                 archive_free(u.reader);
         if (u.writer)
                 archive_free(u.writer);
+        unpack_paths_done(&u.paths);
+        free(u.norm);
+        free(u.parent);
         if (old != (locale_t) 0)
                 uselocale(old);
         if (r < 0)

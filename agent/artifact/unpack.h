@@ -10,6 +10,8 @@ typedef struct UnpackLimits {
         uint64_t max_entries;
         size_t max_path_length;        /* default 4096 */
         unsigned max_depth;            /* default 64 */
+        size_t max_tracked_paths;      /* paths checked in memory (0: default); past
+                                        * them, with a stat() each (tests lower it) */
 } UnpackLimits;
 
 typedef struct UnpackStats {

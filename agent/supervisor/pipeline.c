@@ -537,9 +537,10 @@ static void on_step_done(WorkerOutcome *o, void *userdata) {
         log_set_context(p->service->name, p->target.sha, step_names[p->step]);
         if (p->stopped)
                 return abandon(p);
-        log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms", p->service->name,
+        log_debug("%s: %s worker: peak RSS %llu KiB, CPU %llu ms, wall %llu ms", p->service->name,
                   worker_step_to_string(step_workers[p->step]), (unsigned long long) o->max_rss_kib,
-                  (unsigned long long) (o->cpu_usec / USEC_PER_MSEC));
+                  (unsigned long long) (o->cpu_usec / USEC_PER_MSEC),
+                  (unsigned long long) (o->wall_usec / USEC_PER_MSEC));
         if (!o->ok && p->step != STEP_DISCOVER && p->step != STEP_RESTART && p->step != STEP_ROLLBACK_RESTART &&
             p->step != STEP_REPORT)
                 p->service->needs_cleanup = true; /* a step that writes files ended anyhow */

@@ -79,6 +79,7 @@ struct Worker {
         bool stopping;                 /* SIGTERM sent; SIGKILL next */
         int status;
         struct rusage usage;
+        uint64_t started_usec;         /* CLOCK_MONOTONIC */
 };
 
 static void reset_signals(void) {
@@ -335,6 +336,7 @@ static void finish(Worker *w) {
         WorkerOutcome o = {
                 .max_rss_kib = (uint64_t) w->usage.ru_maxrss,
                 .cpu_usec = timeval_usec(&w->usage.ru_utime) + timeval_usec(&w->usage.ru_stime),
+                .wall_usec = now_usec(CLOCK_MONOTONIC) - w->started_usec,
         };
 
         worker_reading_finish(&w->reading, w->status, &o);
@@ -407,7 +409,8 @@ int worker_start(sd_event *e, const char *step, json_t *job, uint64_t timeout_us
                 return -ENOMEM;
         }
         *w = (Worker) { .step = w->step, .fd = -1, .pidfd = -1, .timeout_usec = timeout_usec,
-                        .progress = progress, .done = done, .userdata = userdata, .reading.step = w->step };
+                        .progress = progress, .done = done, .userdata = userdata, .reading.step = w->step,
+                        .started_usec = now_usec(CLOCK_MONOTONIC) };
         r = spawn(w);
         if (r >= 0)
                 r = send_job(w, job);

@@ -49,6 +49,7 @@ typedef struct WorkerOutcome {
         char *error;                   /* why it failed; NULL when ok */
         uint64_t max_rss_kib;          /* the worker's peak resident set */
         uint64_t cpu_usec;             /* user + system time */
+        uint64_t wall_usec;            /* from start to reaped (bench/shapes.py reads it) */
 } WorkerOutcome;
 
 /* Called once, when the worker has exited and been reaped (or could not be

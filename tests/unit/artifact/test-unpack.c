@@ -680,6 +680,92 @@ static void test_garbage(void **state) {
         assert_rejected(s, fd, NULL, -EBADMSG, "archive: ");
 }
 
+/* ---- checks in memory, and on disk once the table is given up ---- */
+
+/* max_tracked_paths 0: the table all along; 1 to 3: full after so many paths, so
+ * libarchive's SECURE_SYMLINKS and a stat per entry take over. */
+static const size_t tracked[] = { 0, 1, 2, 3 };
+
+static UnpackLimits limits_tracked(size_t max_tracked) {
+        UnpackLimits l = default_limits;
+
+        l.max_tracked_paths = max_tracked;
+        return l;
+}
+
+static void test_tracked_through_symlink(void **state) {
+        Scratch *s = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(tracked); i++) {
+                UnpackLimits l = limits_tracked(tracked[i]);
+                Builder b = builder_new(COMPRESS_GZIP, false);
+
+                scratch_reset(s);
+                add_dir(&b, "a");
+                add_file(&b, "a/f", 0644, "f");
+                add_symlink(&b, "a/l", ".");
+                add_file(&b, "a/l/x", 0644, "x");
+                assert_rejected(s, builder_finish(&b), &l, -EBADMSG, "entry \"a/l/x\"");
+        }
+}
+
+static void test_tracked_hardlink_through_symlink(void **state) {
+        Scratch *s = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(tracked); i++) {
+                UnpackLimits l = limits_tracked(tracked[i]);
+                Builder b = builder_new(COMPRESS_GZIP, false);
+
+                scratch_reset(s);
+                add_file(&b, "dir/file", 0644, "f");
+                add_symlink(&b, "sl", "dir");
+                add_hardlink(&b, "x", "sl/file");
+                assert_rejected(s, builder_finish(&b), &l, -EBADMSG, "entry \"x\"");
+        }
+}
+
+static void test_tracked_duplicates(void **state) {
+        static const char *const dups[] = { "a/b", "a", "./a/b", "a//b" };
+        Scratch *s = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(tracked); i++)
+                for (size_t k = 0; k < ELEMENTSOF(dups); k++) {
+                        UnpackLimits l = limits_tracked(tracked[i]);
+                        Builder b = builder_new(COMPRESS_GZIP, false);
+
+                        scratch_reset(s);
+                        add_file(&b, "a/b", 0644, "first");
+                        add_file(&b, "c", 0644, "other");
+                        add_file(&b, dups[k], 0644, "second");
+                        assert_rejected(s, builder_finish(&b), &l, -EBADMSG, "duplicate entry");
+                }
+}
+
+/* A directory libarchive made as a parent may be named later; so may a
+ * directory twice. */
+static void test_tracked_dirs_again(void **state) {
+        Scratch *s = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(tracked); i++) {
+                _cleanup_free_ char *err = NULL;
+                UnpackLimits l = limits_tracked(tracked[i]);
+                Builder b = builder_new(COMPRESS_GZIP, false);
+                int r;
+
+                scratch_reset(s);
+                add_file(&b, "a/b/c", 0644, "c");
+                add_dir(&b, "a/b");
+                add_dir(&b, "./a/");
+                add_dir(&b, "a");
+                add_file(&b, "a/b/d", 0644, "d");
+                r = run_unpack(s, builder_finish(&b), &l, NULL, &err);
+                if (r < 0)
+                        fail_msg("tracked %zu: %d %s", tracked[i], r, strempty(err));
+                assert_file(s->root_fd, "a/b/c", "c", 0644);
+                assert_file(s->root_fd, "a/b/d", "d", 0644);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_check_path),
@@ -710,6 +796,10 @@ int main(void) {
                 T(test_zip_symlink_out),
                 T(test_long_path),
                 T(test_root_not_a_dir),
+                T(test_tracked_through_symlink),
+                T(test_tracked_hardlink_through_symlink),
+                T(test_tracked_duplicates),
+                T(test_tracked_dirs_again),
 #undef T
         };
 
