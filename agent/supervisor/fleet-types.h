@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "protocol/worker-job.h"
 
@@ -27,3 +28,15 @@ typedef struct ServiceFleet {
         char *reported;                /* the last status written, without its time */
         uint64_t reported_usec;        /* monotonic, 0: never */
 } ServiceFleet;
+
+/* Inline, so that the service frees it without depending on fleet.c. */
+static inline void fleet_done(ServiceFleet *f) {
+        free(f->host_id);
+        free(f->zone);
+        free(f->rollout_sha);
+        free(f->rollout_message);
+        for (size_t i = 0; i < f->n_halted; i++)
+                free(f->halted[i].halt);
+        free(f->reported);
+        *f = (ServiceFleet) {};
+}

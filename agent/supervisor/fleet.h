@@ -13,8 +13,6 @@
 
 typedef struct Service Service;
 
-void fleet_done(ServiceFleet *f);
-
 /* [agent] host_id, else the one a worker resolved, else NULL. */
 char *fleet_host_id(const Service *s);
 
