@@ -21,6 +21,7 @@ import pytest
 
 import harness
 from control_harness import DEPLOYCTL_BIN
+from s3_helpers import env_with, imds, run_worker, s3_job  # noqa: F401
 
 N_HOSTS = 30
 WAVES = (1000, 5000, 10000)          # basis points: 10%, 50%, 100%
@@ -51,10 +52,11 @@ def pick_sha(hosts, tag, need_each_wave=True):
 
 
 class Host:
-    def __init__(self, fleet, i):
+    def __init__(self, fleet, i, host_id=True):
         self.fleet = fleet
-        self.host_id = f"host-{i:02d}"
-        self.dir = fleet.dir / self.host_id
+        self.host_id = f"host-{i:02d}" if host_id else None
+        self.name = f"host-{i:02d}"
+        self.dir = fleet.dir / self.name
         self.root = self.dir / "srv" / "app"
         self.state_dir = self.dir / "state"
         self.socket = self.dir / "control.sock"
@@ -69,7 +71,7 @@ class Host:
         return "\n".join([
             "[agent]", f"state_dir = {self.state_dir}", f"socket = {self.socket}", "admin_group =",
             "worker_user = nobody", "log_level = info", "poll_interval = 1s", "poll_jitter = 0%",
-            f"host_id = {self.host_id}", "",
+            f"host_id = {self.host_id or ''}", "",
             "[s3]", f"region = {harness.REGION}", f"endpoint = {f.s3.endpoint}", "addressing = path",
             "credentials = static", f"access_key_id = {harness.ACCESS_KEY}",
             f"secret_access_key = {harness.SECRET_KEY}", "",
@@ -78,11 +80,11 @@ class Host:
             f"root = {self.root}", "restart_mode = none", "health_command = test -e healthy",
             "health_settle = 0s", "health_timeout = 2s", "keep_releases = 3", "step_timeout = 60s", ""])
 
-    def start(self):
+    def start(self, env=None):
         log = open(self.dir / "agent.log", "ab")
         self.proc = subprocess.Popen([str(harness.AGENT_BIN), "-c", str(self.config), "run"],
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         log.close()
 
     def stop(self, sig=signal.SIGTERM):
@@ -318,3 +320,49 @@ def test_pointer_follows_to_an_older_sha_unless_bad_here(fleet):
     fleet.wait_all_on(old, hosts[:2])
     fleet.wait(lambda: "marked bad" in (hosts[2].dir / "agent.log").read_text(), "host 2 saw the pointer")
     assert hosts[2].current() == new
+
+
+def identity_job(s3, prefix):
+    return {"s3": s3_job(s3.endpoint), "bucket": harness.BUCKET, "prefix": prefix + "builds/",
+            "suffix": ".tar.gz", "select": "pointer", "pointer_key": prefix + "LATEST", "pointer_etag": None,
+            "fleet": {"prefix": prefix + "fleet/", "host_id": None, "canary": False, "settled": []}}
+
+
+def test_host_identity_from_imds_else_machine_id(s3, imds):
+    """A job without a host id: the worker asks IMDSv2 for the instance id
+    and zone, and off EC2 falls back to /etc/machine-id (no zone)."""
+    prefix = f"ident-{os.getpid()}-{time.monotonic_ns() % 10**9}/"
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=imds.env())
+    assert res["ok"] and res["host_id"] == imds.instance_id and res["zone"] == "us-east-1a", res
+    assert ("GET", "/latest/meta-data/instance-id", 200) in [(m, p, st) for m, p, st, _ in imds.log]
+    imds.instance_id = None     # IMDS answers, but not with an instance id
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=imds.env())
+    machine_id = open("/etc/machine-id").read().strip()
+    assert res["ok"] and res["host_id"] == machine_id and res["zone"] is None, res
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=env_with(AWS_EC2_METADATA_DISABLED="true"))
+    assert res["ok"] and res["host_id"] == machine_id, res
+
+
+def test_host_identity_resolved_once_and_shown(fleet, imds):
+    """The supervisor keeps the id a worker resolved and passes it in later
+    jobs: IMDS is asked once, not at every poll; deployctl status shows it."""
+    host = Host(fleet, 0, host_id=False)
+    fleet.hosts = [host]
+    sha = "1d0000000c1"
+    fleet.publish(sha)
+    fleet.point(sha)
+    host.start(env=imds.env())
+    fleet.wait_all_on(sha)
+    fleet.wait(lambda: host.ctl_status()["host_id"] == imds.instance_id, "status shows the host id")
+    st = host.ctl_status()
+    assert st["zone"] == "us-east-1a" and st["rollout"]["status"] == "taken"
+    fleet.wait(lambda: fleet.keys(f"fleet/status/{imds.instance_id}.json"), "the status object under the id")
+    pointer = f"/{harness.BUCKET}/{fleet.prefix}LATEST"
+    polls = lambda: sum(1 for m, p, st in list(fleet.s3.proxy.requests)  # noqa: E731
+                        if p.split("?")[0] == pointer and st == 304)
+    fleet.wait(lambda: polls() >= 3, "three idle polls")
+    asked = [p for m, p, st, _ in imds.log if p == "/latest/meta-data/instance-id"]
+    assert len(asked) == 1, imds.log
+    r = subprocess.run([str(DEPLOYCTL_BIN), "-s", str(host.socket), "status"], capture_output=True, text=True,
+                       timeout=30)
+    assert f"host     {imds.instance_id} in us-east-1a" in r.stdout, r.stdout
