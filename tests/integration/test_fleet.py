@@ -194,6 +194,26 @@ def started_fleet(fleet):
     return base
 
 
+def request_counts(fleet, requests):
+    """The fleet's S3 requests by kind (the proxy's log)."""
+    counts = {}
+    for method, path, status in requests:
+        p = path.split("?")[0]
+        if "list-type=2" in path:
+            kind = "LIST bad/" if "fleet%2Fbad%2F" in path or "fleet/bad/" in path else "LIST artifact"
+        elif p.endswith("/LATEST"):
+            kind = f"GET pointer {status}"
+        elif "/fleet/status/" in p:
+            kind = f"{method} status"
+        elif "/fleet/bad/" in p:
+            kind = f"{method} bad marker"
+        else:
+            kind = f"{method} artifact"
+        if p.startswith(f"/{harness.BUCKET}/{fleet.prefix}") or "list-type=2" in path:
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
 def timeline(fleet, sha, started, interval):
     """Per wave: the hosts on sha and the latest activation, from the
     hosts' own records."""
@@ -216,6 +236,7 @@ def test_waves_reach_hosts_in_order(fleet):
     base = started_fleet(fleet)
     sha = pick_sha(fleet.ids, "waves")
     fleet.publish(sha)
+    n_requests = len(fleet.s3.proxy.requests)
     started = int(time.time())
     fleet.point(sha, started=started, waves=",".join(map(str, WAVES)), wave_interval=WAVE_INTERVAL,
                 max_failures=1, paused="no", previous=base)
@@ -234,9 +255,14 @@ def test_waves_reach_hosts_in_order(fleet):
     assert st["host_id"] == "host-00" and st["service"] == "app" and st["previous"] == base
     assert st["rollout"] == {"sha": sha, "status": "taken", "wave": st["rollout"]["wave"]}
     assert st["status_interval_sec"] == 3600 and st["state"] == "ok"
+    counts = request_counts(fleet, fleet.s3.proxy.requests[n_requests:])
+    # one breaker LIST per host per build, whatever the number of polls waited
+    assert counts["LIST bad/"] == N_HOSTS, counts
     print(f"\nROLLOUT TIMELINE {sha} ({N_HOSTS} hosts, waves {WAVES} bp, interval {WAVE_INTERVAL}s):")
     for row in timeline(fleet, sha, started, WAVE_INTERVAL):
         print("  wave %d: %2d hosts, %s, %s" % row)
+    print(f"  S3 requests per host for this build: " +
+          ", ".join(f"{k} {v / N_HOSTS:.1f}" for k, v in sorted(counts.items())))
     print(f"  test time {time.monotonic() - t0:.1f}s")
 
 
