@@ -11,6 +11,7 @@
 #include "common/fs-space.h"
 #include "common/fs-util.h"
 #include "common/log.h"
+#include "supervisor/fleet.h"
 #include "supervisor/pipeline-jobs.h"
 #include "common/util.h"
 #include "supervisor/worker-pool.h"

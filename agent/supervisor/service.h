@@ -14,7 +14,7 @@
 
 #include "common/fs-space.h"
 #include "config/config.h"
-#include "supervisor/fleet.h"
+#include "supervisor/fleet-types.h"
 #include "supervisor/pipeline-types.h"
 #include "supervisor/state.h"
 #include "supervisor/worker-pool.h"
