@@ -272,8 +272,8 @@ static int http_error(const S3Transfer *t, const char *what, char **ret_error) {
         if (streq_ptr(code, "SlowDown"))
                 r = -EBUSY;
         if (status >= 300 && status < 400)
-                return error_set(ret_error, r, "%s: HTTP %ld%s%s redirect to %s: not followed (redirects "
-                                 "are never followed; is [s3] region or endpoint the bucket's own?)",
+                return error_set(ret_error, r, "%s: HTTP %ld%s%s redirect to %s: not followed (is [s3] "
+                                 "region or endpoint the bucket's own?)",
                                  what, status, code ? " " : "", strempty(code), t->location ?: "nowhere");
         /* Another conditional write to the same key was under way: for the
          * caller the same as a failed condition (read again, decide again). */

@@ -155,7 +155,10 @@ def test_longer_body_than_content_length_is_cut_at_its_length(agent, ctl_daemon,
     faults.inject(listing, times=None, extra=junk)
     faults.inject(artifact(agent, V2), times=None, extra=junk)
     agent.publish(V2, files(2), manifest=True)
+    published = time.monotonic()
     d.wait_current(V2, timeout=DEADLINE)
+    print(f"\nFAULT FIGURES: longer-body: no error, {V2} deployed {time.monotonic() - published:.1f} s "
+          "after it was published")
     ok, why = harness.release_is_complete(agent.root / "current")
     assert ok, why
     assert (agent.root / "current" / "app.txt").read_bytes() == b"version 2\n"
