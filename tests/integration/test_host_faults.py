@@ -21,7 +21,6 @@ Run: /usr/bin/python3 -m pytest -v tests/integration/test_host_faults.py  (needs
 """
 
 import gzip
-import io
 import os
 import pathlib
 import secrets
@@ -201,7 +200,7 @@ def test_root_full_before_unpack_is_refused_by_the_preflight_check(host):
 
 
 def test_root_fills_during_unpack_names_file_dir_and_space(host):
-    d, disk = host.d, host.d["disk"]
+    disk = host.d["disk"]
     before = disk.current()
     host.fill(disk.real_root, 3 << 20)
     sha = new_sha()
