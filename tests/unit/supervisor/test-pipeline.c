@@ -78,6 +78,14 @@ static const Case cases[] = {
              "", "restart"),
         AUTO("restart times out, no auto_rollback", false, 4, OUTCOME_TIMEOUT, "discover fetch unpack activate restart",
              -EIO, NEW, NULL, "", "restart"),
+        /* systemd refused the restart, the unit missing or masked: the host's
+         * fault. Rolled back, but not marked bad: the next poll tries again.
+         * With nothing to roll back to, it stays and is checked again. */
+        AUTO("restart: unit gone", true, 4, OUTCOME_UNIT_GONE, ROLLBACK_SEQ, -EIO, OLD, NULL, "rolled-back:" NEW, NULL),
+        AUTO("restart: unit gone, no auto_rollback", false, 4, OUTCOME_UNIT_GONE,
+             "discover fetch unpack activate restart", -EIO, NEW, NULL, "", "restart"),
+        { "first deploy, unit gone", PIPELINE_AUTO, false, true, true, 4, OUTCOME_UNIT_GONE,
+          "discover fetch unpack activate restart", -EIO, NEW, NULL, "", "restart", false },
         /* refused after the swap: the record stays, the next poll checks or rolls back */
         AUTO("restart refused", true, 4, OUTCOME_OK, "discover fetch unpack activate", -ECANCELED, NEW, NULL, "",
              "restart"),
