@@ -324,33 +324,41 @@ def unmask(host, unit, how):
     host.sb.systemctl("daemon-reload")
 
 
-@pytest.mark.parametrize("how,reason", [("mask", "is masked"), ("remove", "not found")])
-def test_unit_masked_or_missing(host, how, reason):
-    """RestartUnit is refused: the restart fails with systemd's own words, the release is
-    rolled back and marked bad ("Failure handling": a restart that fails after the swap).
-    The running process was never stopped (systemd refused the job), so the service
-    stays up on the old build. Once the unit is back, the next build deploys; the one
-    marked bad waits for an operator (`deployctl deploy SHA` overrides the mark)."""
+@pytest.mark.parametrize("how,state,reason", [("mask", "masked", "is masked"),
+                                              ("remove", "not-found", "not found")])
+def test_unit_masked_or_missing(host, how, state, reason):
+    """A unit systemd cannot restart is a fault of the host, not of the build
+    ("Failure handling"): the activate step asks systemd for the unit's LoadState
+    before the swap and, the unit masked or missing, does not swap and does not mark
+    the build bad; it says which unit and why, and the poll is retried with backoff.
+    The service keeps serving the old build. Once the unit is back, the next poll
+    deploys that same build, with no operator action."""
     d, unit = host.d, host.d["unit"]
     before = unit.current()
     mask(host, unit.unit, how)
     sha = new_sha()
+    since = len(d.agent_log())
     d.publish(unit, sha)
-    host.wait_error(unit, f"restart: RestartUnit {unit.unit}: Unit {unit.unit} {reason}")
-    wait_until(lambda: unit.bad_entry(sha) is not None and unit.current() == before, 60,
-               f"unit: {sha} rolled back to {before} and marked bad")
-    assert f"Unit {unit.unit} {reason}" in unit.bad_entry(sha)["reason"]
+    error = f"activate: unit {unit.unit} cannot be restarted: LoadState={state} (Unit {unit.unit} {reason}"
+    host.wait_error(unit, error)
+    # retried, and refused again before any swap
+    wait_until(lambda: d.agent_log()[since:].count(error) >= 2, 60, f"unit: {error!r} a second time")
+    assert unit.current() == before, "swapped to a release whose unit cannot be restarted"
+    assert unit.bad_entry(sha) is None, "a fault of the host marked the build bad"
     assert unit.health() == (200, before), "the old build stopped serving"
+    assert not host.journal_has(f"RestartUnit {unit.unit}", since), "RestartUnit was tried: the check did not hold"
     host.ok_keeps_deploying()
     host.agent_unchanged()
     host.complete(unit)
-    nxt = new_sha()
 
-    def clear():
-        unmask(host, unit.unit, how)
-        d.publish(unit, nxt)  # after the unit is back: published before, it could be refused too
-
-    host.recover(f"unit {how} (unmasked -> next build deployed)", unit, nxt, clear)
+    # the same build, once the unit is back: nothing published, nothing asked of an operator
+    host.recover(f"unit {how} (restored -> same build deployed)", unit, sha,
+                 lambda: unmask(host, unit.unit, how))
+    assert unit.health() == (200, sha)
+    assert unit.bad_entry(sha) is None
+    assert [h["outcome"] for h in unit.history() if h.get("sha") == sha] == ["deployed"], \
+        "the build was rolled back or marked on its way"
+    assert not host.journal_has(f"marking {sha} bad", since)
 
 
 # ---- the wall clock jumps ----
