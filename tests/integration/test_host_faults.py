@@ -361,6 +361,62 @@ def test_unit_masked_or_missing(host, how, state, reason):
     assert not host.journal_has(f"marking {sha} bad", since)
 
 
+def reconfigure(host, svc, **config):
+    """Set (or, with None, drop) keys of svc's config and wait for the agent's reload."""
+    d = host.d
+    for k, v in config.items():
+        if v is None:
+            svc.config.pop(k, None)
+        else:
+            svc.config[k] = v
+    n = len(d.journal_json(f"MESSAGE_ID={dh.MID_RELOADED}"))
+    d.write_config()
+    d.sb.systemctl("reload", AGENT)
+    wait_until(lambda: len(d.journal_json(f"MESSAGE_ID={dh.MID_RELOADED}")) > n, 30, "the reloaded event")
+
+
+def test_unit_masked_between_the_check_and_the_restart(host):
+    """The race the check before the swap leaves: the unit is masked after activate
+    checked it (here while pre_activate runs) and RestartUnit is refused with
+    UnitMasked. The release is rolled back as after any failed restart, but systemd's
+    refusal is the host's fault: the build is not marked bad, the next poll is refused
+    before the swap, and once the unit is back that same build deploys by itself."""
+    d, unit = host.d, host.d["unit"]
+    before = unit.current()
+    waiting, go = unit.root / ".race-waiting", unit.root / ".race-go"
+    hook = unit.root / "race-hook.sh"
+    # the hook says it runs, then waits for the test to have masked the unit
+    hook.write_text(f"#!/bin/sh\ntouch {waiting}\ni=0\n"
+                    f"while [ ! -e {go} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n")
+    hook.chmod(0o755)
+    reconfigure(host, unit, pre_activate=str(hook))
+    since = len(d.agent_log())
+    sha = new_sha()
+    d.publish(unit, sha)
+    wait_until(waiting.exists, dh.DEPLOY_TIMEOUT, "unit: pre_activate running (after the check)")
+    mask(host, unit.unit, "mask")
+    go.touch()
+    host.wait_error(unit, f"restart: RestartUnit {unit.unit}: Unit {unit.unit} is masked")
+    wait_until(lambda: [h for h in unit.history("rolled-back") if h.get("sha") == sha]
+               and unit.current() == before and not (unit.state().get("in_flight") or {}).get("step"),
+               60, f"unit: {sha} rolled back to {before}")
+    assert unit.bad_entry(sha) is None, "systemd's refusal of a masked unit marked the build bad"
+    assert not host.journal_has(f"marking {sha} bad", since)
+    # the hook goes (it would mask nothing more: the check refuses first while masked)
+    reconfigure(host, unit, pre_activate=None)
+    waiting.unlink()
+    go.unlink()
+    # the next poll: refused before the swap
+    host.wait_error(unit, f"activate: unit {unit.unit} cannot be restarted: LoadState=masked")
+    assert unit.current() == before
+    host.agent_unchanged()
+    host.complete(unit)
+    host.recover("unit masked after the check (unmasked -> same build deployed)", unit, sha,
+                 lambda: unmask(host, unit.unit, "mask"))
+    assert unit.bad_entry(sha) is None
+    assert not waiting.exists(), "pre_activate ran again"
+
+
 # ---- the wall clock jumps ----
 
 HOURS5 = 5 * 3600
