@@ -404,8 +404,8 @@ def test_unit_masked_between_the_check_and_the_restart(host):
     assert not host.journal_has(f"marking {sha} bad", since)
     # the hook goes (it would mask nothing more: the check refuses first while masked)
     reconfigure(host, unit, pre_activate=None)
-    waiting.unlink()
-    go.unlink()
+    for f in (waiting, go, hook):
+        f.unlink()
     # the next poll: refused before the swap
     host.wait_error(unit, f"activate: unit {unit.unit} cannot be restarted: LoadState=masked")
     assert unit.current() == before
