@@ -215,8 +215,9 @@ static void unpack_done(UnpackJob *j) {
 /* ---- activate ---- */
 
 static json_t *activate_encode(const ActivateJob *j) {
-        return json_pack("{s:s,s:s,s:s?,s:s?,s:I}", "root", j->root, "sha", j->sha, "pre_activate", j->pre_activate,
-                         "post_activate", j->post_activate, "hook_timeout_usec", (json_int_t) j->hook_timeout_usec);
+        return json_pack("{s:s,s:s,s:s?,s:s?,s:I,s:s?}", "root", j->root, "sha", j->sha, "pre_activate",
+                         j->pre_activate, "post_activate", j->post_activate, "hook_timeout_usec",
+                         (json_int_t) j->hook_timeout_usec, "unit", j->unit);
 }
 
 static void activate_decode(WireReader *rd, ActivateJob *j) {
@@ -225,6 +226,7 @@ static void activate_decode(WireReader *rd, ActivateJob *j) {
         wire_string_or_null(rd, "pre_activate", &j->pre_activate);
         wire_string_or_null(rd, "post_activate", &j->post_activate);
         wire_uint64(rd, "hook_timeout_usec", SIZE_MAX_WIRE, &j->hook_timeout_usec);
+        wire_string_or_null(rd, "unit", &j->unit);
         check_absolute(rd, "root", j->root);
         check_sha(rd, "sha", j->sha);
 }
@@ -234,6 +236,7 @@ static void activate_done(ActivateJob *j) {
         free(j->sha);
         free(j->pre_activate);
         free(j->post_activate);
+        free(j->unit);
 }
 
 /* ---- restart ---- */

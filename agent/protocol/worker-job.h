@@ -102,6 +102,7 @@ typedef struct ActivateJob {
         char *pre_activate;            /* NULL: none */
         char *post_activate;
         uint64_t hook_timeout_usec;
+        char *unit;                    /* NULL: none; else checked restartable before the swap */
 } ActivateJob;
 
 typedef struct RestartJob {

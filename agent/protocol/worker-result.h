@@ -6,6 +6,9 @@
  *   {"ok":true,"result":{...the step's fields...}}
  *   {"ok":false,"error":"why","bad":true|false}  "bad": the artifact's fault
  *
+ * A restart's failure is the release's fault ("bad") unless systemd refused
+ * RestartUnit because the unit is missing or masked: the host's fault.
+ *
  * A worker's reply is untrusted input to the supervisor: decoding is strict
  * (every field present, none unknown, each of its type), and
  * worker_result_check() holds each field against the job the supervisor

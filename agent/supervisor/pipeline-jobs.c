@@ -155,13 +155,14 @@ int pipeline_job_unpack(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_
         return job_finish(&j, ret_job, ret_msg);
 }
 
-int pipeline_job_activate(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg) {
+int pipeline_job_activate(Service *s, char *sha, bool check_unit, WorkerJob *ret_job, json_t **ret_msg) {
         const ServiceConfig *c = s->cfg;
         WorkerJob j = job_new(s, WORKER_STEP_ACTIVATE, 0);
 
         j.activate = (ActivateJob) {
                 .root = c->root, .sha = sha, .pre_activate = c->pre_activate,
                 .post_activate = c->post_activate, .hook_timeout_usec = c->step_timeout_usec,
+                .unit = check_unit && c->unit && c->restart_mode != RESTART_NONE ? c->unit : NULL,
         };
         return job_finish(&j, ret_job, ret_msg);
 }

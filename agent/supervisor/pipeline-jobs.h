@@ -28,7 +28,9 @@ int pipeline_job_cleanup(Service *s, WorkerJob *ret_job, json_t **ret_msg);
 int pipeline_job_discover(Service *s, WorkerJob *ret_job, json_t **ret_msg);
 int pipeline_job_fetch(Service *s, const Target *t, WorkerJob *ret_job, json_t **ret_msg);
 int pipeline_job_unpack(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg);
-int pipeline_job_activate(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg);
+/* check_unit: the worker checks, before the swap, that systemd can restart
+ * the unit (a rollback swaps back whatever the unit's state). */
+int pipeline_job_activate(Service *s, char *sha, bool check_unit, WorkerJob *ret_job, json_t **ret_msg);
 int pipeline_job_restart(Service *s, char *sha, WorkerJob *ret_job, json_t **ret_msg);
 int pipeline_job_prune(Service *s, WorkerJob *ret_job, json_t **ret_msg);
 int pipeline_job_report(Service *s, WorkerJob *ret_job, json_t **ret_msg);

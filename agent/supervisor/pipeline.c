@@ -56,6 +56,7 @@ struct Pipeline {
         Target target;                 /* the build being deployed */
         char *previous;                /* what was current before the swap */
         char *failure;                 /* why the new build failed after the swap */
+        bool host_fault;               /* ...and it was the host's fault: the build is not marked bad */
         WorkerJob job;                 /* of the running step, to hold its result against */
         char *initial;                 /* current when the pipeline started */
         uint64_t progress_mark;
@@ -68,6 +69,7 @@ struct Pipeline {
 
 static void run_step(Pipeline *p, Step step);
 static void run_first(Pipeline *p, Step step);
+static void restart_unfinished(Pipeline *p, const char *error);
 
 const char *pipeline_step_name(const Pipeline *p) {
         return step_names[p->step];
@@ -174,6 +176,18 @@ static void mark_bad(Pipeline *p, const char *reason, const char *outcome) {
         if (p->service->cfg->fleet_prefix)
                 state_set_unreported(st, p->target.sha, true);
         (void) state_add_history(st, p->target.sha, p->previous, outcome, reason, now);
+}
+
+/* The end of a build that failed after the swap: marked bad, unless
+ * systemd refused the restart because the unit was missing or masked. That
+ * says nothing about the build, so the next poll tries it again. */
+static void mark_failed(Pipeline *p, const char *reason, const char *outcome) {
+        if (!p->host_fault)
+                return mark_bad(p, reason, outcome);
+        log_warning("%s: %s not marked bad: the unit could not be restarted; trying it again at the next poll",
+                    p->service->name, p->target.sha);
+        (void) state_add_history(p->service->state, p->target.sha, p->previous, outcome, reason,
+                                 now_usec(CLOCK_REALTIME));
 }
 
 /* ---- step results ---- */
@@ -373,6 +387,8 @@ static void after_swap_failed(Pipeline *p, const char *error) {
                 return fail(p, -EIO, "the release rolled back to is not healthy either");
         if (p->previous && state_find_bad(s->state, p->previous, NULL))
                 p->previous = mfree(p->previous); /* never go back to a build known bad */
+        if (p->host_fault && (!s->cfg->auto_rollback || !p->previous))
+                return restart_unfinished(p, error); /* stays current; restarted again at the next poll */
         if (!s->cfg->auto_rollback || !p->previous) {
                 mark_bad(p, error, "failed");
                 return fail(p, -EIO, !p->previous ? "no previous release to roll back to"
@@ -386,7 +402,7 @@ static void after_swap_failed(Pipeline *p, const char *error) {
 static void rolled_back(Pipeline *p) {
         _cleanup_free_ char *msg = strdup_printf("rolled back to %s: %s", p->previous, strempty(p->failure));
 
-        mark_bad(p, p->failure ?: "failed after activation", "rolled-back");
+        mark_failed(p, p->failure ?: "failed after activation", "rolled-back");
         fail(p, -EIO, msg ?: "rolled back");
 }
 
@@ -471,12 +487,13 @@ static void on_step_failed(Pipeline *p, const WorkerOutcome *o) {
         case STEP_RESTART:
                 if (!o->result)
                         return restart_unfinished(p, error);
+                p->host_fault = !o->bad; /* the restart worker's verdict on the release */
                 return after_swap_failed(p, error);
         case STEP_ROLLBACK:
         case STEP_ROLLBACK_RESTART:
                 if (!o->result)
                         return after_swap_unfinished(p, -EIO, error);
-                mark_bad(p, p->failure ?: error, "rolled-back");
+                mark_failed(p, p->failure ?: error, "rolled-back");
                 return fail(p, -EIO, error);
         case STEP_PRUNE:
                 log_warning("%s: %s", p->service->name, error); /* a full disk later beats a failed deploy now */
@@ -562,8 +579,8 @@ static int build_job(Pipeline *p, Step step, json_t **ret_msg) {
         case STEP_DISCOVER: return pipeline_job_discover(s, &p->job, ret_msg);
         case STEP_FETCH: return pipeline_job_fetch(s, &p->target, &p->job, ret_msg);
         case STEP_UNPACK: return pipeline_job_unpack(s, p->target.sha, &p->job, ret_msg);
-        case STEP_ACTIVATE: return pipeline_job_activate(s, p->target.sha, &p->job, ret_msg);
-        case STEP_ROLLBACK: return pipeline_job_activate(s, p->previous, &p->job, ret_msg);
+        case STEP_ACTIVATE: return pipeline_job_activate(s, p->target.sha, true, &p->job, ret_msg);
+        case STEP_ROLLBACK: return pipeline_job_activate(s, p->previous, false, &p->job, ret_msg);
         case STEP_RESTART: return pipeline_job_restart(s, p->target.sha, &p->job, ret_msg);
         case STEP_ROLLBACK_RESTART: return pipeline_job_restart(s, p->previous, &p->job, ret_msg);
         case STEP_PRUNE: return pipeline_job_prune(s, &p->job, ret_msg);

@@ -1,6 +1,7 @@
 /* step-activate.c: pre_activate hook, atomic swap of ROOT/current to
  * releases/<sha> (symlink under a temp name, rename over current, fsync
- * the directory), then post_activate. Runs as root. */
+ * the directory), then post_activate. Before any of it, the unit the
+ * restart step will restart must be one systemd can restart. Runs as root. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
@@ -108,6 +109,13 @@ int step_activate(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, boo
         root_fd = open(a.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (root_fd < 0)
                 return error_set(ret_error, -errno, "open %s: %s", a.root, strerror(errno));
+        /* A missing or masked unit is the host's fault: swapping now would
+         * only see RestartUnit refused and the release rolled back. Not
+         * swapping leaves current as it is, and the next poll tries again
+         * (docs/design.md, "Failure handling"). */
+        r = j->unit ? restart_check_unit(j->unit, ret_error) : 0;
+        if (r < 0)
+                return r;
         r = worker_drop_privileges(w);
         if (r < 0)
                 return error_set(ret_error, r, "cannot drop privileges");

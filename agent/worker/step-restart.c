@@ -17,6 +17,9 @@
 #define SD_MANAGER SD_DEST ".Manager"
 #define HEALTH_POLL_USEC (250 * USEC_PER_MSEC)
 #define HEALTH_RETRY_USEC (500 * USEC_PER_MSEC)
+/* systemd's refusals that are the host's fault, not the release's */
+#define SD_ERROR_NO_SUCH_UNIT SD_DEST ".NoSuchUnit"
+#define SD_ERROR_UNIT_MASKED SD_DEST ".UnitMasked"
 
 typedef struct Restart {
         const WorkerJob *job;
@@ -27,6 +30,7 @@ typedef struct Restart {
         const char *job_path;          /* ours, from RestartUnit's reply */
         char *job_result;              /* from JobRemoved */
         uint32_t n_restarts;
+        bool host_fault;               /* systemd refused: the unit is missing or masked */
         char detail[320];
 } Restart;
 
@@ -127,6 +131,10 @@ static int restart_unit(Restart *x, uint64_t deadline, char **ret_error) {
         if (r >= 0)
                 r = sd_bus_message_read(reply, "o", &x->job_path);
         if (r < 0) {
+                /* masked or removed after the check before the swap: the
+                 * release is rolled back but not blamed */
+                x->host_fault = sd_bus_error_has_name(&e, SD_ERROR_NO_SUCH_UNIT) ||
+                                sd_bus_error_has_name(&e, SD_ERROR_UNIT_MASKED);
                 error_set(ret_error, r, "%s %s: %s", method, x->unit, e.message ?: strerror(-r));
                 sd_bus_error_free(&e);
                 sd_bus_message_unref(reply);
@@ -281,7 +289,59 @@ int step_restart(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool
                 if (!ret->restart.sha || !ret->restart.detail)
                         r = -ENOMEM;
         }
+        /* a verdict on the release, unless systemd refused for the host's sake */
+        if (r < 0)
+                *ret_bad = !x.host_fault;
         free(x.unit_path);
         free(x.job_result);
+        return r;
+}
+
+/* "Unit U is masked." from the unit's LoadError, for the message. */
+static void load_error(sd_bus *bus, const char *path, char *buf, size_t size) {
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *name = NULL, *msg = NULL;
+
+        if (sd_bus_get_property(bus, SD_DEST, path, SD_DEST ".Unit", "LoadError", &e, &reply, "(ss)") >= 0)
+                (void) sd_bus_message_read(reply, "(ss)", &name, &msg);
+        snprintf(buf, size, "%s", !isempty(msg) ? msg : !isempty(name) ? name : "no reason given");
+        sd_bus_message_unref(reply);
+        sd_bus_error_free(&e);
+}
+
+/* LoadUnit answers for a missing or masked unit too, with a unit object
+ * whose LoadState says which. These states make RestartUnit fail. */
+static bool load_state_restartable(const char *state) {
+        return !streq(state, "not-found") && !streq(state, "masked") && !streq(state, "bad-setting") &&
+               !streq(state, "error");
+}
+
+int restart_check_unit(const char *unit, char **ret_error) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_free_ char *state = NULL;
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *path = NULL;
+        char why[160];
+        int r;
+
+        r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return error_set(ret_error, r, "unit %s: cannot connect to the system bus: %s", unit, strerror(-r));
+        r = sd_bus_call_method(bus, SD_DEST, SD_PATH, SD_MANAGER, "LoadUnit", &e, &reply, "s", unit);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "o", &path);
+        if (r >= 0)
+                r = sd_bus_get_property_string(bus, SD_DEST, path, SD_DEST ".Unit", "LoadState", &e, &state);
+        if (r < 0) {
+                error_set(ret_error, r, "unit %s: LoadUnit: %s", unit, e.message ?: strerror(-r));
+        } else if (!load_state_restartable(state)) {
+                load_error(bus, path, why, sizeof why);
+                r = error_set(ret_error, streq(state, "not-found") ? -ENOENT : -ENOEXEC,
+                              "unit %s cannot be restarted: LoadState=%s (%s)", unit, state, why);
+        }
+        sd_bus_message_unref(reply);
+        sd_bus_error_free(&e);
         return r;
 }

@@ -18,3 +18,9 @@ int step_unpack(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool 
 int step_activate(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error);
 int step_restart(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error);
 int step_prune(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool *ret_bad, char **ret_error);
+
+/* Before the swap (step-activate.c): 0 if systemd has the unit loaded so
+ * that RestartUnit can restart it; else <0 with *ret_error naming the unit
+ * and its LoadState ("not-found", "masked", ...). Opens its own bus
+ * connection, so it runs before worker_drop_privileges(). */
+int restart_check_unit(const char *unit, char **ret_error);

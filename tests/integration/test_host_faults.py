@@ -21,7 +21,6 @@ Run: /usr/bin/python3 -m pytest -v tests/integration/test_host_faults.py  (needs
 """
 
 import gzip
-import io
 import os
 import pathlib
 import secrets
@@ -201,7 +200,7 @@ def test_root_full_before_unpack_is_refused_by_the_preflight_check(host):
 
 
 def test_root_fills_during_unpack_names_file_dir_and_space(host):
-    d, disk = host.d, host.d["disk"]
+    disk = host.d["disk"]
     before = disk.current()
     host.fill(disk.real_root, 3 << 20)
     sha = new_sha()
@@ -325,33 +324,97 @@ def unmask(host, unit, how):
     host.sb.systemctl("daemon-reload")
 
 
-@pytest.mark.parametrize("how,reason", [("mask", "is masked"), ("remove", "not found")])
-def test_unit_masked_or_missing(host, how, reason):
-    """RestartUnit is refused: the restart fails with systemd's own words, the release is
-    rolled back and marked bad ("Failure handling": a restart that fails after the swap).
-    The running process was never stopped (systemd refused the job), so the service
-    stays up on the old build. Once the unit is back, the next build deploys; the one
-    marked bad waits for an operator (`deployctl deploy SHA` overrides the mark)."""
+@pytest.mark.parametrize("how,state,reason", [("mask", "masked", "is masked"),
+                                              ("remove", "not-found", "not found")])
+def test_unit_masked_or_missing(host, how, state, reason):
+    """A unit systemd cannot restart is a fault of the host, not of the build
+    ("Failure handling"): the activate step asks systemd for the unit's LoadState
+    before the swap and, the unit masked or missing, does not swap and does not mark
+    the build bad; it says which unit and why, and the poll is retried with backoff.
+    The service keeps serving the old build. Once the unit is back, the next poll
+    deploys that same build, with no operator action."""
     d, unit = host.d, host.d["unit"]
     before = unit.current()
     mask(host, unit.unit, how)
     sha = new_sha()
+    since = len(d.agent_log())
     d.publish(unit, sha)
-    host.wait_error(unit, f"restart: RestartUnit {unit.unit}: Unit {unit.unit} {reason}")
-    wait_until(lambda: unit.bad_entry(sha) is not None and unit.current() == before, 60,
-               f"unit: {sha} rolled back to {before} and marked bad")
-    assert f"Unit {unit.unit} {reason}" in unit.bad_entry(sha)["reason"]
+    error = f"activate: unit {unit.unit} cannot be restarted: LoadState={state} (Unit {unit.unit} {reason}"
+    host.wait_error(unit, error)
+    # retried, and refused again before any swap
+    wait_until(lambda: d.agent_log()[since:].count(error) >= 2, 60, f"unit: {error!r} a second time")
+    assert unit.current() == before, "swapped to a release whose unit cannot be restarted"
+    assert unit.bad_entry(sha) is None, "a fault of the host marked the build bad"
     assert unit.health() == (200, before), "the old build stopped serving"
+    assert not host.journal_has(f"RestartUnit {unit.unit}", since), "RestartUnit was tried: the check did not hold"
     host.ok_keeps_deploying()
     host.agent_unchanged()
     host.complete(unit)
-    nxt = new_sha()
 
-    def clear():
-        unmask(host, unit.unit, how)
-        d.publish(unit, nxt)  # after the unit is back: published before, it could be refused too
+    # the same build, once the unit is back: nothing published, nothing asked of an operator
+    host.recover(f"unit {how} (restored -> same build deployed)", unit, sha,
+                 lambda: unmask(host, unit.unit, how))
+    assert unit.health() == (200, sha)
+    assert unit.bad_entry(sha) is None
+    assert [h["outcome"] for h in unit.history() if h.get("sha") == sha] == ["deployed"], \
+        "the build was rolled back or marked on its way"
+    assert not host.journal_has(f"marking {sha} bad", since)
 
-    host.recover(f"unit {how} (unmasked -> next build deployed)", unit, nxt, clear)
+
+def reconfigure(host, svc, **config):
+    """Set (or, with None, drop) keys of svc's config and wait for the agent's reload."""
+    d = host.d
+    for k, v in config.items():
+        if v is None:
+            svc.config.pop(k, None)
+        else:
+            svc.config[k] = v
+    n = len(d.journal_json(f"MESSAGE_ID={dh.MID_RELOADED}"))
+    d.write_config()
+    d.sb.systemctl("reload", AGENT)
+    wait_until(lambda: len(d.journal_json(f"MESSAGE_ID={dh.MID_RELOADED}")) > n, 30, "the reloaded event")
+
+
+def test_unit_masked_between_the_check_and_the_restart(host):
+    """The race the check before the swap leaves: the unit is masked after activate
+    checked it (here while pre_activate runs) and RestartUnit is refused with
+    UnitMasked. The release is rolled back as after any failed restart, but systemd's
+    refusal is the host's fault: the build is not marked bad, the next poll is refused
+    before the swap, and once the unit is back that same build deploys by itself."""
+    d, unit = host.d, host.d["unit"]
+    before = unit.current()
+    waiting, go = unit.root / ".race-waiting", unit.root / ".race-go"
+    hook = unit.root / "race-hook.sh"
+    # the hook says it runs, then waits for the test to have masked the unit
+    hook.write_text(f"#!/bin/sh\ntouch {waiting}\ni=0\n"
+                    f"while [ ! -e {go} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n")
+    hook.chmod(0o755)
+    reconfigure(host, unit, pre_activate=str(hook))
+    since = len(d.agent_log())
+    sha = new_sha()
+    d.publish(unit, sha)
+    wait_until(waiting.exists, dh.DEPLOY_TIMEOUT, "unit: pre_activate running (after the check)")
+    mask(host, unit.unit, "mask")
+    go.touch()
+    host.wait_error(unit, f"restart: RestartUnit {unit.unit}: Unit {unit.unit} is masked")
+    wait_until(lambda: [h for h in unit.history("rolled-back") if h.get("sha") == sha]
+               and unit.current() == before and not (unit.state().get("in_flight") or {}).get("step"),
+               60, f"unit: {sha} rolled back to {before}")
+    assert unit.bad_entry(sha) is None, "systemd's refusal of a masked unit marked the build bad"
+    assert not host.journal_has(f"marking {sha} bad", since)
+    # the hook goes (it would mask nothing more: the check refuses first while masked)
+    reconfigure(host, unit, pre_activate=None)
+    for f in (waiting, go, hook):
+        f.unlink()
+    # the next poll: refused before the swap
+    host.wait_error(unit, f"activate: unit {unit.unit} cannot be restarted: LoadState=masked")
+    assert unit.current() == before
+    host.agent_unchanged()
+    host.complete(unit)
+    host.recover("unit masked after the check (unmasked -> same build deployed)", unit, sha,
+                 lambda: unmask(host, unit.unit, "mask"))
+    assert unit.bad_entry(sha) is None
+    assert not waiting.exists(), "pre_activate ran again"
 
 
 # ---- the wall clock jumps ----

@@ -55,7 +55,8 @@ static WorkerJob sample(WorkerStep step) {
                 break;
         case WORKER_STEP_ACTIVATE:
                 j.activate = (ActivateJob) { .root = "/srv/api", .sha = SHA, .pre_activate = "make check",
-                                             .post_activate = NULL, .hook_timeout_usec = 600 * USEC_PER_SEC };
+                                             .post_activate = NULL, .hook_timeout_usec = 600 * USEC_PER_SEC,
+                                             .unit = "api.service" };
                 break;
         case WORKER_STEP_RESTART:
                 j.restart = (RestartJob) { .root = "/srv/api", .sha = SHA, .unit = "api.service",
@@ -106,8 +107,13 @@ static void test_round_trip_every_step(void **state) {
 static void test_round_trip_fields(void **state) {
         json_auto_t *fetch = encoded(WORKER_STEP_FETCH), *unpack = encoded(WORKER_STEP_UNPACK);
         json_auto_t *prune = encoded(WORKER_STEP_PRUNE), *restart = encoded(WORKER_STEP_RESTART);
-        json_auto_t *cleanup = encoded(WORKER_STEP_CLEANUP);
+        json_auto_t *cleanup = encoded(WORKER_STEP_CLEANUP), *activate = encoded(WORKER_STEP_ACTIVATE);
         WorkerJob j = {};
+
+        /* the unit checked before the swap */
+        assert_int_equal(worker_job_decode(activate, WORKER_STEP_ACTIVATE, &j, NULL), 0);
+        assert_string_equal(j.activate.unit, "api.service");
+        worker_job_done(&j);
 
         assert_int_equal(worker_job_decode(fetch, WORKER_STEP_FETCH, &j, NULL), 0);
         assert_true(j.run_as.set);

@@ -85,6 +85,7 @@ typedef enum Outcome {
         OUTCOME_OK,
         OUTCOME_FAIL,                  /* the step says no: {"ok":false,"error":...} */
         OUTCOME_BAD,                   /* ... and blames the artifact */
+        OUTCOME_UNIT_GONE,             /* restart: systemd refused, the unit is missing or masked */
         OUTCOME_CRASH,                 /* killed, no result */
         OUTCOME_TIMEOUT,               /* killed at its deadline, no result */
         OUTCOME_STOPPED,               /* stopped by pipeline_stop(), no result */
@@ -199,10 +200,15 @@ static inline WorkerOutcome outcome(const char *step, json_t *job, Outcome how) 
                 return (WorkerOutcome) { .result = ok_result(step, job, false), .ok = true };
         case OUTCOME_FAIL:
         case OUTCOME_BAD:
+        case OUTCOME_UNIT_GONE: {
+                /* a restart's failure is its verdict on the release, unless
+                 * systemd refused for the host's sake (step-restart.c) */
+                bool bad = how == OUTCOME_BAD || (how == OUTCOME_FAIL && streq(step, "restart"));
                 return (WorkerOutcome) {
-                        .result = json_pack("{s:b,s:s,s:b}", "ok", 0, "error", "it broke", "bad", how == OUTCOME_BAD),
-                        .bad = how == OUTCOME_BAD, .error = strdup_printf("%s: it broke", step),
+                        .result = json_pack("{s:b,s:s,s:b}", "ok", 0, "error", "it broke", "bad", bad),
+                        .bad = bad, .error = strdup_printf("%s: it broke", step),
                 };
+        }
         case OUTCOME_CRASH:
                 return (WorkerOutcome) { .error = strdup_printf("%s worker killed by SIGSEGV", step) };
         case OUTCOME_TIMEOUT:

@@ -78,6 +78,14 @@ static const Case cases[] = {
              "", "restart"),
         AUTO("restart times out, no auto_rollback", false, 4, OUTCOME_TIMEOUT, "discover fetch unpack activate restart",
              -EIO, NEW, NULL, "", "restart"),
+        /* systemd refused the restart, the unit missing or masked: the host's
+         * fault. Rolled back, but not marked bad: the next poll tries again.
+         * With nothing to roll back to, it stays and is checked again. */
+        AUTO("restart: unit gone", true, 4, OUTCOME_UNIT_GONE, ROLLBACK_SEQ, -EIO, OLD, NULL, "rolled-back:" NEW, NULL),
+        AUTO("restart: unit gone, no auto_rollback", false, 4, OUTCOME_UNIT_GONE,
+             "discover fetch unpack activate restart", -EIO, NEW, NULL, "", "restart"),
+        { "first deploy, unit gone", PIPELINE_AUTO, false, true, true, 4, OUTCOME_UNIT_GONE,
+          "discover fetch unpack activate restart", -EIO, NEW, NULL, "", "restart", false },
         /* refused after the swap: the record stays, the next poll checks or rolls back */
         AUTO("restart refused", true, 4, OUTCOME_OK, "discover fetch unpack activate", -ECANCELED, NEW, NULL, "",
              "restart"),
@@ -336,6 +344,41 @@ static void test_rollback_refused_then_recovered(void **unused) {
         fixture_free(x);
 }
 
+/* The unit masked or removed between the check before the swap and
+ * RestartUnit: the restart, and the rollback's restart after it, are
+ * refused by systemd. Rolled back, not marked bad, no record left: once the
+ * unit is back, the next poll deploys NEW without an operator. */
+static void test_unit_gone_after_the_check(void **unused) {
+        FixtureOptions o = { .restart = true, .auto_rollback = true };
+        Fixture *x = fixture_new(&o);
+        ServiceState *st = x->s->state;
+        char history[512];
+
+        setup(x, &(Case) { .previous = true, .fail_at = -1 });
+        assert_int_equal(service_poll(x->s), 0);
+        while (x->fake.pending)
+                fake_complete(&x->fake, streq(x->fake.step, "restart") ? OUTCOME_UNIT_GONE : OUTCOME_OK);
+        assert_string_equal(x->fake.started, ROLLBACK_SEQ);
+        assert_int_equal(x->ended.r, -EIO);
+        assert_string_equal(st->current, OLD);
+        assert_int_equal(st->n_bad, 0);
+        assert_null(st->in_flight_step);
+        assert_non_null(strstr(st->last_error, "restart: it broke"));
+        check_saved(x);
+
+        x->fake.started[0] = '\0';
+        x->fake.n_started = 0;
+        assert_int_equal(service_poll(x->s), 0);
+        drive(x, &(Case) { .fail_at = -1 });
+        assert_string_equal(x->fake.started, FULL);
+        assert_int_equal(x->ended.r, 0);
+        assert_string_equal(st->current, NEW);
+        assert_int_equal(st->n_bad, 0);
+        history_text(st, history, sizeof history);
+        assert_string_equal(history, "rolled-back:" NEW " deployed:" NEW);
+        fixture_free(x);
+}
+
 /* The rollback's worker, or the restart after it, ends without a verdict
  * (crashed, killed, timed out): the unhealthy build may still be current,
  * so the record stays and the next poll finishes the rollback. */
@@ -568,6 +611,7 @@ int main(void) {
                 cmocka_unit_test(test_recover_rollback),
                 cmocka_unit_test(test_rollback_refused_then_recovered),
                 cmocka_unit_test(test_rollback_unfinished_then_recovered),
+                cmocka_unit_test(test_unit_gone_after_the_check),
                 cmocka_unit_test(test_stop),
                 cmocka_unit_test(test_poll_and_failures),
                 cmocka_unit_test(test_bad_target_skipped),

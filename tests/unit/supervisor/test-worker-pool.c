@@ -298,6 +298,9 @@ static void test_fake_matches(void **unused) {
         check_fake("fetch", OUTCOME_OK, "{\"ok\":true}", EXITED(0), 0);
         check_fake("fetch", OUTCOME_FAIL, "{\"ok\":false,\"error\":\"it broke\",\"bad\":false}", EXITED(1), 0);
         check_fake("unpack", OUTCOME_BAD, "{\"ok\":false,\"error\":\"it broke\",\"bad\":true}", EXITED(1), 0);
+        /* a restart's failure blames the release, unless the unit was gone */
+        check_fake("restart", OUTCOME_FAIL, "{\"ok\":false,\"error\":\"it broke\",\"bad\":true}", EXITED(1), 0);
+        check_fake("restart", OUTCOME_UNIT_GONE, "{\"ok\":false,\"error\":\"it broke\",\"bad\":false}", EXITED(1), 0);
         check_fake("restart", OUTCOME_CRASH, NULL, KILLED(SIGSEGV), 0);
         check_fake("restart", OUTCOME_TIMEOUT, NULL, KILLED(SIGKILL), 60 * USEC_PER_SEC);
 }
