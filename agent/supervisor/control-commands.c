@@ -9,6 +9,7 @@
 #include "common/fs-util.h"
 #include "common/json-util.h"
 #include "common/log.h"
+#include "supervisor/fleet.h"
 #include "supervisor/manager.h"
 #include "supervisor/pipeline.h"
 #include "supervisor/service.h"

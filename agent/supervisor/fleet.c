@@ -14,17 +14,6 @@
  * may plausibly name again (an abort names the previous build). */
 #define SETTLED_BAD_MAX 8
 
-void fleet_done(ServiceFleet *f) {
-        free(f->host_id);
-        free(f->zone);
-        free(f->rollout_sha);
-        free(f->rollout_message);
-        for (size_t i = 0; i < f->n_halted; i++)
-                free(f->halted[i].halt);
-        free(f->reported);
-        *f = (ServiceFleet) {};
-}
-
 static void settle(FleetJob *j, const char *sha) {
         if (!sha || j->n_settled >= FLEET_SETTLED_MAX)
                 return;

@@ -9,30 +9,9 @@
 
 #include "protocol/worker-job.h"
 #include "protocol/worker-result.h"
+#include "supervisor/fleet-types.h"
 
 typedef struct Service Service;
-
-#define FLEET_HALTED_MAX 8
-
-typedef struct FleetHalted {
-        char sha[SHA_MAX_LEN + 1];
-        char *halt;                    /* hosts and reasons */
-} FleetHalted;
-
-typedef struct ServiceFleet {
-        char *host_id;                 /* [agent] host_id, or what a worker resolved; NULL until known */
-        char *zone;
-        char *rollout_sha;             /* the build the pointer names; NULL: no rollout seen */
-        const char *rollout_status;    /* "waiting" "taken" "halted" "paused" */
-        uint64_t rollout_wave;
-        char *rollout_message;         /* "waiting for wave 1 (...)", or NULL */
-        FleetHalted halted[FLEET_HALTED_MAX]; /* verdicts are final per sha: never listed again */
-        size_t n_halted;
-        char *reported;                /* the last status written, without its time */
-        uint64_t reported_usec;        /* monotonic, 0: never */
-} ServiceFleet;
-
-void fleet_done(ServiceFleet *f);
 
 /* [agent] host_id, else the one a worker resolved, else NULL. */
 char *fleet_host_id(const Service *s);

@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "supervisor/fleet.h"
 
 #define WORKER_AS_LIMIT (UINT64_C(1) << 30)
 #define WORKER_NOFILE 256

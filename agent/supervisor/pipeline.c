@@ -10,6 +10,7 @@
 
 #include "common/fs-util.h"
 #include "common/log.h"
+#include "supervisor/fleet.h"
 #include "supervisor/pipeline-jobs.h"
 #include "common/util.h"
 #include "supervisor/worker-pool.h"

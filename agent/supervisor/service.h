@@ -13,7 +13,7 @@
 #include <systemd/sd-event.h>
 
 #include "config/config.h"
-#include "supervisor/fleet.h"
+#include "supervisor/fleet-types.h"
 #include "supervisor/pipeline-types.h"
 #include "supervisor/state.h"
 #include "supervisor/worker-pool.h"

@@ -144,10 +144,17 @@ int fleet_breaker(S3Client *c, const char *bucket, const char *prefix, const cha
 
 /* ---- the report step ---- */
 
-static int put_text(S3Client *c, const ReportJob *j, const char *key, const char *text, char **ret_error) {
-        _cleanup_free_ char *etag = NULL;
+/* true when written; else the reason goes to *error unless it holds one.
+ * The client retries transient failures and may have noted one of those
+ * on the way to a success: only a failed PUT's reason is kept. */
+static bool put_text(S3Client *c, const ReportJob *j, const char *key, const char *text, char **error) {
+        _cleanup_free_ char *etag = NULL, *why = NULL;
 
-        return s3_put_data(c, j->bucket, key, text, strlen(text), &etag, ret_error);
+        if (s3_put_data(c, j->bucket, key, text, strlen(text), &etag, &why) >= 0)
+                return true;
+        if (!*error)
+                *error = TAKE_PTR(why);
+        return false;
 }
 
 /* The marker first: it is what other hosts' breakers read. Each write on
@@ -170,13 +177,13 @@ int step_report(const WorkerJob *job, WorkerContext *w, WorkerResult *ret, bool 
                 bad_key = strdup_printf("%sbad/%s/%s", j->fleet_prefix, j->bad_sha, j->host_id);
                 if (!bad_key)
                         return -ENOMEM;
-                ret->report.bad_written = put_text(c, j, bad_key, j->bad_body, &error) >= 0;
+                ret->report.bad_written = put_text(c, j, bad_key, j->bad_body, &error);
         }
         if (j->status) {
                 status_key = strdup_printf("%sstatus/%s.json", j->fleet_prefix, j->host_id);
                 if (!status_key)
                         return -ENOMEM;
-                ret->report.status_written = put_text(c, j, status_key, j->status, error ? NULL : &error) >= 0;
+                ret->report.status_written = put_text(c, j, status_key, j->status, &error);
         }
         ret->report.error = TAKE_PTR(error);
         return 0;

@@ -38,6 +38,9 @@ static WorkerJob job_for(WorkerStep step) {
         case WORKER_STEP_RESTART:
                 j.restart = (RestartJob) { .root = "/srv/api", .sha = SHA };
                 break;
+        case WORKER_STEP_REPORT:
+                j.report = (ReportJob) { .bucket = "b", .fleet_prefix = "fleet/", .host_id = "i-0abc", .bad_sha = SHA };
+                break;
         default:
                 j.prune = (PruneJob) { .root = "/srv/api", .downloads_dir = "/d", .keep = 5 };
         }

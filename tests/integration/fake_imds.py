@@ -8,6 +8,8 @@ requests the agent makes, the way IMDSv2 does:
   GET /latest/meta-data/iam/security-credentials/        -> the role name
   GET /latest/meta-data/iam/security-credentials/<role>  -> {"Code":"Success",
         "AccessKeyId", "SecretAccessKey", "Token", "Expiration", ...}
+  GET /latest/meta-data/instance-id                      -> instance_id
+  GET /latest/meta-data/placement/availability-zone      -> zone
 
 A GET without a valid token (absent, unknown or expired) gets 401, as with
 IMDSv2 enforced. Each credential generation has its own access key, secret
@@ -52,6 +54,8 @@ class FakeIMDS:
         self.log = []                   # (method, path, status, token_sent)
         self.generations = []
         self.failure = None             # None | "500"
+        self.instance_id = "i-0fa4e000000000001"   # None: 404, as off EC2's metadata
+        self.zone = "us-east-1a"
         self._server = None
         self._thread = None
         self.port = port
@@ -214,4 +218,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._reply(200, ROLE.encode())
         if self.path == BASE + ROLE:
             return self._reply(200, imds._credentials_json(), "application/json")
+        if self.path == "/latest/meta-data/instance-id" and imds.instance_id:
+            return self._reply(200, imds.instance_id.encode())
+        if self.path == "/latest/meta-data/placement/availability-zone" and imds.zone:
+            return self._reply(200, imds.zone.encode())
         self._reply(404)

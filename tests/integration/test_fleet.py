@@ -21,6 +21,7 @@ import pytest
 
 import harness
 from control_harness import DEPLOYCTL_BIN
+from s3_helpers import env_with, imds, run_worker, s3_job  # noqa: F401
 
 N_HOSTS = 30
 WAVES = (1000, 5000, 10000)          # basis points: 10%, 50%, 100%
@@ -41,9 +42,14 @@ def wave_of(host_id, sha, waves=WAVES):
 
 def pick_sha(hosts, tag, need_each_wave=True):
     """A sha whose first wave has hosts (and, when asked, every wave adds
-    some): with 30 hosts a 10% wave is empty for about 4% of shas."""
+    some): with 30 hosts a 10% wave is empty for about 4% of shas.
+
+    40 hex digits, longer than the first pointer's whole body: s3rver (not
+    S3) can answer a GET racing a PUT with the old Content-Length and the new
+    bytes, and a 12-byte prefix of "<12-digit sha>\nstarted=..." would be a
+    pointer without policy. A prefix of a 40-digit sha names no build."""
     for i in range(1000):
-        sha = hashlib.sha1(f"{tag}-{i}".encode()).hexdigest()[:12]
+        sha = hashlib.sha1(f"{tag}-{i}".encode()).hexdigest()
         per_wave = [sum(1 for h in hosts if wave_of(h, sha) == k) for k in range(len(WAVES))]
         if per_wave[0] > 0 and (not need_each_wave or all(per_wave)):
             return sha
@@ -51,10 +57,11 @@ def pick_sha(hosts, tag, need_each_wave=True):
 
 
 class Host:
-    def __init__(self, fleet, i):
+    def __init__(self, fleet, i, host_id=True):
         self.fleet = fleet
-        self.host_id = f"host-{i:02d}"
-        self.dir = fleet.dir / self.host_id
+        self.host_id = f"host-{i:02d}" if host_id else None
+        self.name = f"host-{i:02d}"
+        self.dir = fleet.dir / self.name
         self.root = self.dir / "srv" / "app"
         self.state_dir = self.dir / "state"
         self.socket = self.dir / "control.sock"
@@ -69,7 +76,7 @@ class Host:
         return "\n".join([
             "[agent]", f"state_dir = {self.state_dir}", f"socket = {self.socket}", "admin_group =",
             "worker_user = nobody", "log_level = info", "poll_interval = 1s", "poll_jitter = 0%",
-            f"host_id = {self.host_id}", "",
+            f"host_id = {self.host_id or ''}", "",
             "[s3]", f"region = {harness.REGION}", f"endpoint = {f.s3.endpoint}", "addressing = path",
             "credentials = static", f"access_key_id = {harness.ACCESS_KEY}",
             f"secret_access_key = {harness.SECRET_KEY}", "",
@@ -78,11 +85,11 @@ class Host:
             f"root = {self.root}", "restart_mode = none", "health_command = test -e healthy",
             "health_settle = 0s", "health_timeout = 2s", "keep_releases = 3", "step_timeout = 60s", ""])
 
-    def start(self):
+    def start(self, env=None):
         log = open(self.dir / "agent.log", "ab")
         self.proc = subprocess.Popen([str(harness.AGENT_BIN), "-c", str(self.config), "run"],
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         log.close()
 
     def stop(self, sig=signal.SIGTERM):
@@ -192,6 +199,26 @@ def started_fleet(fleet):
     return base
 
 
+def request_counts(fleet, requests):
+    """The fleet's S3 requests by kind (the proxy's log)."""
+    counts = {}
+    for method, path, status in requests:
+        p = path.split("?")[0]
+        if "list-type=2" in path:
+            kind = "LIST bad/" if "fleet%2Fbad%2F" in path or "fleet/bad/" in path else "LIST artifact"
+        elif p.endswith("/LATEST"):
+            kind = f"GET pointer {status}"
+        elif "/fleet/status/" in p:
+            kind = f"{method} status"
+        elif "/fleet/bad/" in p:
+            kind = f"{method} bad marker"
+        else:
+            kind = f"{method} artifact"
+        if p.startswith(f"/{harness.BUCKET}/{fleet.prefix}") or "list-type=2" in path:
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
 def timeline(fleet, sha, started, interval):
     """Per wave: the hosts on sha and the latest activation, from the
     hosts' own records."""
@@ -214,6 +241,7 @@ def test_waves_reach_hosts_in_order(fleet):
     base = started_fleet(fleet)
     sha = pick_sha(fleet.ids, "waves")
     fleet.publish(sha)
+    n_requests = len(fleet.s3.proxy.requests)
     started = int(time.time())
     fleet.point(sha, started=started, waves=",".join(map(str, WAVES)), wave_interval=WAVE_INTERVAL,
                 max_failures=1, paused="no", previous=base)
@@ -232,9 +260,14 @@ def test_waves_reach_hosts_in_order(fleet):
     assert st["host_id"] == "host-00" and st["service"] == "app" and st["previous"] == base
     assert st["rollout"] == {"sha": sha, "status": "taken", "wave": st["rollout"]["wave"]}
     assert st["status_interval_sec"] == 3600 and st["state"] == "ok"
+    counts = request_counts(fleet, fleet.s3.proxy.requests[n_requests:])
+    # one breaker LIST per host per build, whatever the number of polls waited
+    assert counts["LIST bad/"] == N_HOSTS, counts
     print(f"\nROLLOUT TIMELINE {sha} ({N_HOSTS} hosts, waves {WAVES} bp, interval {WAVE_INTERVAL}s):")
     for row in timeline(fleet, sha, started, WAVE_INTERVAL):
         print("  wave %d: %2d hosts, %s, %s" % row)
+    print(f"  S3 requests per host for this build: " +
+          ", ".join(f"{k} {v / N_HOSTS:.1f}" for k, v in sorted(counts.items())))
     print(f"  test time {time.monotonic() - t0:.1f}s")
 
 
@@ -253,7 +286,7 @@ def test_breaker_halts_a_build_that_fails_health(fleet):
     later = [h for h in fleet.hosts if h not in first]
     fleet.publish(sha, healthy=False)
     outage = fleet.s3.proxy.inject(lambda m, p: m == "PUT" and "/fleet/bad/" in p, status=503,
-                                   code="ServiceUnavailable", times=len(first) * 2)
+                                   code="ServiceUnavailable", times=len(first) * 6)
     # Wave 1 opens only when the test moves `started` back below.
     started = int(time.time())
     policy = dict(waves=",".join(map(str, WAVES)), wave_interval=3600, max_failures=1, paused="no", previous=base)
@@ -289,9 +322,11 @@ def test_breaker_halts_a_build_that_fails_health(fleet):
     for h in first:
         st = fleet.status_object(h)
         assert st["current"] == base and sha in st["bad"] and st["state"] == "failed"
+    retried = sum((h.dir / "agent.log").read_text().count("fleet report: ") for h in first)
     print(f"\nHALT {sha}: {len(first)} first-wave hosts rolled back "
           f"({', '.join(h.host_id for h in first)}), {len(later)} later hosts halted, "
-          f"{outage.hits} marker PUTs failed and were retried; test time {time.monotonic() - t0:.1f}s")
+          f"{outage.hits} marker PUTs failed ({retried} reports retried at a later poll); "
+          f"test time {time.monotonic() - t0:.1f}s")
 
 
 def test_pointer_follows_to_an_older_sha_unless_bad_here(fleet):
@@ -318,3 +353,49 @@ def test_pointer_follows_to_an_older_sha_unless_bad_here(fleet):
     fleet.wait_all_on(old, hosts[:2])
     fleet.wait(lambda: "marked bad" in (hosts[2].dir / "agent.log").read_text(), "host 2 saw the pointer")
     assert hosts[2].current() == new
+
+
+def identity_job(s3, prefix):
+    return {"s3": s3_job(s3.endpoint), "bucket": harness.BUCKET, "prefix": prefix + "builds/",
+            "suffix": ".tar.gz", "select": "pointer", "pointer_key": prefix + "LATEST", "pointer_etag": None,
+            "fleet": {"prefix": prefix + "fleet/", "host_id": None, "canary": False, "settled": []}}
+
+
+def test_host_identity_from_imds_else_machine_id(s3, imds):
+    """A job without a host id: the worker asks IMDSv2 for the instance id
+    and zone, and off EC2 falls back to /etc/machine-id (no zone)."""
+    prefix = f"ident-{os.getpid()}-{time.monotonic_ns() % 10**9}/"
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=imds.env())
+    assert res["ok"] and res["host_id"] == imds.instance_id and res["zone"] == "us-east-1a", res
+    assert ("GET", "/latest/meta-data/instance-id", 200) in [(m, p, st) for m, p, st, _ in imds.log]
+    imds.instance_id = None     # IMDS answers, but not with an instance id
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=imds.env())
+    machine_id = open("/etc/machine-id").read().strip()
+    assert res["ok"] and res["host_id"] == machine_id and res["zone"] is None, res
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=env_with(AWS_EC2_METADATA_DISABLED="true"))
+    assert res["ok"] and res["host_id"] == machine_id, res
+
+
+def test_host_identity_resolved_once_and_shown(fleet, imds):
+    """The supervisor keeps the id a worker resolved and passes it in later
+    jobs: IMDS is asked once, not at every poll; deployctl status shows it."""
+    host = Host(fleet, 0, host_id=False)
+    fleet.hosts = [host]
+    sha = "1d0000000c1"
+    fleet.publish(sha)
+    fleet.point(sha)
+    host.start(env=imds.env())
+    fleet.wait_all_on(sha)
+    fleet.wait(lambda: host.ctl_status()["host_id"] == imds.instance_id, "status shows the host id")
+    st = host.ctl_status()
+    assert st["zone"] == "us-east-1a" and st["rollout"]["status"] == "taken"
+    fleet.wait(lambda: fleet.keys(f"fleet/status/{imds.instance_id}.json"), "the status object under the id")
+    pointer = f"/{harness.BUCKET}/{fleet.prefix}LATEST"
+    polls = lambda: sum(1 for m, p, st in list(fleet.s3.proxy.requests)  # noqa: E731
+                        if p.split("?")[0] == pointer and st == 304)
+    fleet.wait(lambda: polls() >= 3, "three idle polls")
+    asked = [p for m, p, st, _ in imds.log if p == "/latest/meta-data/instance-id"]
+    assert len(asked) == 1, imds.log
+    r = subprocess.run([str(DEPLOYCTL_BIN), "-s", str(host.socket), "status"], capture_output=True, text=True,
+                       timeout=30)
+    assert f"host     {imds.instance_id} in us-east-1a" in r.stdout, r.stdout

@@ -16,7 +16,8 @@ SHA2 = "b0b0b0b0b0b0b02"
 def discover_job(agent, endpoint, pointer_etag=None, select="pointer"):
     return {"s3": s3_job(endpoint), "bucket": harness.BUCKET, "prefix": agent.prefix,
             "suffix": agent.suffix, "select": select, "pointer_key": agent.prefix + "LATEST",
-            "pointer_etag": pointer_etag}
+            "pointer_etag": pointer_etag,
+            "fleet": {"prefix": None, "host_id": None, "canary": False, "settled": []}}
 
 
 def publish_build(agent, sha, tag):
@@ -39,7 +40,8 @@ def test_pointer_discover_conditional_get(agent, faults):
     res2, _, err = run_worker("discover", discover_job(agent, faults.endpoint, res["pointer_etag"]))
     assert res2 == {"ok": True, "found": False, "not_modified": True, "pointer_etag": res["pointer_etag"],
                     "sha": None, "key": None, "etag": None, "last_modified": 0, "size": 0,
-                    "sidecars": {"sha256": False, "minisig": False}, "reason": None}
+                    "sidecars": {"sha256": False, "minisig": False}, "reason": None,
+                    "host_id": None, "zone": None, "rollout": None}
     idle = faults.requests()[n:]
     assert [(r.method, r.path.split("?")[0], r.status) for r in idle] == \
         [("GET", f"/{harness.BUCKET}/{agent.prefix}LATEST", 304)]
