@@ -496,14 +496,11 @@ static char *identity_value(const Reply *r) {
         return strndup(r->body, n);
 }
 
-int credentials_imds_identity(char **ret_instance_id, char **ret_zone, char **ret_error) {
-        _cleanup_(credentials_provider_freep) CredentialsProvider *p = calloc(1, sizeof(CredentialsProvider));
+static int identity_query(CredentialsProvider *p, char **ret_instance_id, char **ret_zone, char **ret_error) {
         _cleanup_(reply_done) Reply id = {}, zone = {};
         _cleanup_free_ char *instance_id = NULL;
         int r;
 
-        if (!p)
-                return -ENOMEM;
         r = provider_imds(p, ret_error);
         if (r < 0)
                 return r;
@@ -521,4 +518,15 @@ int credentials_imds_identity(char **ret_instance_id, char **ret_zone, char **re
                     identity_value(&zone) : NULL;
         *ret_instance_id = TAKE_PTR(instance_id);
         return 0;
+}
+
+int credentials_imds_identity(char **ret_instance_id, char **ret_zone, char **ret_error) {
+        CredentialsProvider *p = calloc(1, sizeof(CredentialsProvider));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        r = identity_query(p, ret_instance_id, ret_zone, ret_error);
+        credentials_provider_free(p);
+        return r;
 }

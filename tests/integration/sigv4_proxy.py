@@ -480,9 +480,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif not no_body:
             self.send_header("Transfer-Encoding", "chunked")
             chunked = True
-        self.end_headers()
-        # Recorded before the body: a client that has its answer finds it listed.
+        # Recorded before the headers go out: a client that has its answer
+        # (a PUT's is complete with its headers) finds it listed.
         proxy._record(self.command, self.path, resp.status)
+        self.end_headers()
         if no_body:
             resp.read()
             return resp.status

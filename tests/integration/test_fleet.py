@@ -309,7 +309,12 @@ def test_breaker_halts_a_build_that_fails_health(fleet):
         assert marker["host_id"] == h.host_id and marker["sha"] == sha and "health" in marker["reason"]
         assert not any(b.get("fleet_unreported") for b in h.state()["bad"])
 
-    # Every wave open now: the later hosts are admitted and the breaker stops them.
+    # Every wave open now: the later hosts are admitted and the breaker stops
+    # them, even through an S3 outage of the breaker's LIST (the first host to
+    # list meets 10 failures: its client's retries end, its discover fails,
+    # it takes nothing, and lists again at a later poll).
+    list_outage = fleet.s3.proxy.inject(lambda m, p: m == "GET" and "list-type=2" in p and ("%2Fbad%2F" in p or "/bad/" in p),
+                                        status=503, code="SlowDown", times=10)
     fleet.point(sha, started=started - 3 * 3600, **policy)
     fleet.wait(lambda: all(h.ctl_status()["rollout"] and h.ctl_status()["rollout"]["status"] == "halted"
                            for h in later), "every later host sees the halt")
@@ -319,6 +324,7 @@ def test_breaker_halts_a_build_that_fails_health(fleet):
         assert h.current() == base and not h.ever_activated(sha), h.host_id
     fleet.wait(lambda: all(fleet.status_object(h)["rollout"]["status"] == "halted" for h in later),
                "status objects say halted")
+    assert list_outage.hits == 10
     for h in first:
         st = fleet.status_object(h)
         assert st["current"] == base and sha in st["bad"] and st["state"] == "failed"

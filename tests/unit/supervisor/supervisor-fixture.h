@@ -58,6 +58,7 @@ typedef struct FixtureOptions {
         bool auto_rollback;
         unsigned jitter_percent;
         const char *poll_interval;     /* "60s" unless set */
+        bool fleet;                    /* host_id and fleet_prefix set */
 } FixtureOptions;
 
 static inline Config *fixture_config(const char *dir, const FixtureOptions *o) {
@@ -66,13 +67,14 @@ static inline Config *fixture_config(const char *dir, const FixtureOptions *o) {
         Config *cfg = NULL;
 
         assert_non_null(f);
-        fprintf(f, "[agent]\nstate_dir = %s/state\nsocket = %s/control.sock\nworker_user = nobody\n"
+        fprintf(f, "[agent]\n%sstate_dir = %s/state\nsocket = %s/control.sock\nworker_user = nobody\n"
                    "admin_group =\npoll_interval = %s\npoll_jitter = %u%%\nmax_workers = 2\n"
                    "[s3]\nregion = us-east-1\n"
                    "[service \"web\"]\nbucket = artifacts\nprefix = web/\nroot = %s/root\nowner = nobody\n"
-                   "auto_rollback = %s\n%s",
-                dir, dir, o->poll_interval ?: "60s", o->jitter_percent, dir, o->auto_rollback ? "yes" : "no",
-                o->restart ? "unit = web.service\nrestart_mode = restart\n" : "");
+                   "auto_rollback = %s\n%s%s",
+                o->fleet ? "host_id = host-1\n" : "", dir, dir, o->poll_interval ?: "60s", o->jitter_percent, dir, o->auto_rollback ? "yes" : "no",
+                o->restart ? "unit = web.service\nrestart_mode = restart\n" : "",
+                o->fleet ? "fleet_prefix = fleet/\n" : "");
         assert_int_equal(fflush(f), 0);
         if (config_load(path, &cfg, &error) < 0)
                 fail_msg("config: %s", error ?: "?");
@@ -168,6 +170,10 @@ static inline void fill_result(const WorkerJob *j, WorkerResult *r, char **key) 
                 break;
         case WORKER_STEP_CLEANUP:
                 r->cleanup = (CleanupResult) { .complete = true };
+                break;
+        case WORKER_STEP_REPORT:
+                r->report = (ReportResult) { .status_written = j->report.status != NULL,
+                                             .bad_written = j->report.bad_sha != NULL };
                 break;
         default:
                 r->prune = (PruneResult) {};

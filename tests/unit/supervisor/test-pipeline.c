@@ -509,6 +509,52 @@ static void test_bad_target_skipped(void **unused) {
         fixture_free(x);
 }
 
+/* With fleet_prefix set, a pipeline ends with the report step: after a
+ * rollback it writes the bad marker; a report that fails changes nothing of
+ * the pipeline's outcome and the marker is written at the next poll. */
+static void test_fleet_report_after_rollback(void **unused) {
+        FixtureOptions o = { .restart = true, .auto_rollback = true, .fleet = true };
+        Fixture *x = fixture_new(&o);
+        json_t *job;
+
+        assert_int_equal(state_set(&x->s->state->current, OLD), 0);
+        fixture_release(x, OLD);
+        assert_int_equal(service_poll(x->s), 0);
+        while (x->fake.pending && !streq(x->fake.step, "report"))
+                fake_complete(&x->fake, streq(x->fake.step, "restart") && !strstr(x->fake.started, "activate restart activate")
+                                                ? OUTCOME_FAIL : OUTCOME_OK);
+        assert_string_equal(x->fake.started, "discover fetch unpack activate restart activate restart report");
+        job = json_object_get(x->fake.job, "report");
+        assert_string_equal(json_string_value(json_object_get(job, "bad_sha")), NEW);
+        assert_string_equal(json_string_value(json_object_get(job, "host_id")), "host-1");
+        assert_non_null(strstr(json_string_value(json_object_get(job, "status")), "\"state\":\"failed\""));
+        fake_complete(&x->fake, OUTCOME_FAIL); /* S3 down for the report */
+        assert_false(x->fake.pending);
+        assert_true(x->ended.r < 0);
+        assert_non_null(strstr(x->ended.error, "rolled back"));
+        assert_string_equal(state_first_unreported(x->s->state)->sha, NEW);
+
+        /* the next poll: NEW is bad here (no wave, no breaker), the marker goes out */
+        x->fake.started[0] = '\0';
+        x->fake.n_started = 0;
+        assert_int_equal(service_poll(x->s), 0);
+        fake_complete(&x->fake, OUTCOME_OK);
+        assert_string_equal(x->fake.started, "discover report");
+        assert_string_equal(json_string_value(json_object_get(json_object_get(x->fake.job, "report"), "bad_sha")), NEW);
+        fake_complete(&x->fake, OUTCOME_OK);
+        assert_null(state_first_unreported(x->s->state));
+        assert_int_equal(x->ended.r, 0);
+
+        /* nothing changed since: no report until the heartbeat is due */
+        x->fake.started[0] = '\0';
+        x->fake.n_started = 0;
+        assert_int_equal(service_poll(x->s), 0);
+        fake_complete(&x->fake, OUTCOME_OK);
+        assert_string_equal(x->fake.started, "discover");
+        assert_false(x->fake.pending);
+        fixture_free(x);
+}
+
 /* A release already on disk is activated without downloading it. */
 static void test_release_on_disk(void **unused) {
         FixtureOptions o = { .restart = false, .auto_rollback = true };
@@ -615,6 +661,7 @@ int main(void) {
                 cmocka_unit_test(test_stop),
                 cmocka_unit_test(test_poll_and_failures),
                 cmocka_unit_test(test_bad_target_skipped),
+                cmocka_unit_test(test_fleet_report_after_rollback),
                 cmocka_unit_test(test_release_on_disk),
                 cmocka_unit_test(test_request_queued),
                 cmocka_unit_test(test_cleanup_after_start_and_failures),

@@ -65,6 +65,30 @@ static void test_round_trip(void **unused) {
         state_free(t);
 }
 
+/* A bad mark whose fleet marker is not written yet survives a restart of
+ * the agent; once written, state.json looks as it did before the fleet. */
+static void test_fleet_unreported(void **unused) {
+        _cleanup_free_ char *path = tmp_path(), *text = NULL;
+        ServiceState *s = calloc(1, sizeof *s), *t = NULL;
+
+        assert_int_equal(state_mark_bad(s, "deadbee", NULL, "health", 42), 0);
+        assert_int_equal(state_mark_bad(s, "c0ffee1", NULL, "rejected", 43), 0);
+        assert_null(state_first_unreported(s));
+        state_set_unreported(s, "c0ffee1", true);
+        assert_string_equal(state_first_unreported(s)->sha, "c0ffee1");
+        assert_int_equal(state_save(s, path), 0);
+        assert_int_equal(state_load(path, &t, NULL), 0);
+        assert_false(t->bad[0].unreported);
+        assert_true(t->bad[1].unreported);
+        state_set_unreported(t, "c0ffee1", false);
+        assert_null(state_first_unreported(t));
+        text = state_format(t);
+        assert_non_null(text);
+        assert_null(strstr(text, "fleet_unreported"));
+        state_free(s);
+        state_free(t);
+}
+
 static void test_bad_matches_etag(void **unused) {
         ServiceState *s = calloc(1, sizeof *s);
 
@@ -112,6 +136,7 @@ int main(void) {
                 cmocka_unit_test(test_missing_file_is_empty),
                 cmocka_unit_test(test_round_trip),
                 cmocka_unit_test(test_bad_matches_etag),
+                cmocka_unit_test(test_fleet_unreported),
                 cmocka_unit_test(test_history_capped),
                 cmocka_unit_test(test_corrupt_file_is_an_error),
         };
