@@ -63,8 +63,11 @@ def test_missing_packages_are_named_with_the_command_to_run(tmp_path):
 
 
 def test_make_test_and_make_demo_start_with_deps_sh():
+    # run by `make test` itself, make -n would inherit its flags and say which directory it enters
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     for target, first in (("test", "bash scripts/deps.sh"), ("demo", "bash scripts/demo.sh")):
-        r = subprocess.run(["make", "-n", target], capture_output=True, text=True, cwd=harness.REPO, timeout=60)
+        r = subprocess.run(["make", "--no-print-directory", "-n", target], capture_output=True, text=True,
+                           cwd=harness.REPO, timeout=60, env=env)
         assert r.returncode == 0 and r.stdout.splitlines()[0] == first, r
     assert "bash scripts/deps.sh" in (harness.REPO / "scripts" / "demo.sh").read_text()
 
