@@ -92,6 +92,12 @@ if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
         echo "deps.sh: install them as root (apt-get): sudo bash scripts/deps.sh${*:+ $*}" >&2
         exit 1
 fi
+# npm ci needs no root, only a checkout this user may write to.
+if [ "${#missing[@]}" -eq 0 ] && [ ! -w . ]; then
+        echo "deps.sh: node_modules is missing or older than package-lock.json, and $(id -un) cannot write to $PWD" >&2
+        echo "deps.sh: run it as the owner of the checkout or as root: sudo bash scripts/deps.sh${*:+ $*}" >&2
+        exit 1
+fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
         echo "deps.sh: apt-get install (${#missing[@]} of ${#packages[@]} packages missing)"

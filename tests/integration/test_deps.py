@@ -63,7 +63,26 @@ def test_missing_packages_are_named_with_the_command_to_run(tmp_path):
 
 
 def test_make_test_and_make_demo_start_with_deps_sh():
+    # run by `make test` itself, make -n would inherit its flags and say which directory it enters
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     for target, first in (("test", "bash scripts/deps.sh"), ("demo", "bash scripts/demo.sh")):
-        r = subprocess.run(["make", "-n", target], capture_output=True, text=True, cwd=harness.REPO, timeout=60)
+        r = subprocess.run(["make", "--no-print-directory", "-n", target], capture_output=True, text=True,
+                           cwd=harness.REPO, timeout=60, env=env)
         assert r.returncode == 0 and r.stdout.splitlines()[0] == first, r
     assert "bash scripts/deps.sh" in (harness.REPO / "scripts" / "demo.sh").read_text()
+
+
+def test_node_modules_missing_in_a_checkout_this_user_cannot_write(tmp_path):
+    """Packages all there, s3rver not installed yet, and a checkout owned by root: say
+    so, and who can run it, rather than show npm's EACCES."""
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True, mode=0o755)
+    os.chmod(checkout, 0o755)
+    (checkout / "scripts" / "deps.sh").write_text(DEPS.read_text())
+    (checkout / "package-lock.json").write_text((harness.REPO / "package-lock.json").read_text())
+    r = subprocess.run([*NOBODY, "bash", str(checkout / "scripts" / "deps.sh")], capture_output=True, text=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and r.stdout == "", r
+    assert f"node_modules is missing or older than package-lock.json, and nobody cannot write to {checkout}" \
+        in r.stderr, r.stderr
+    assert "run it as the owner of the checkout or as root: sudo bash scripts/deps.sh\n" in r.stderr, r.stderr
