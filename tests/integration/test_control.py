@@ -482,6 +482,7 @@ def test_non_admin_may_read_but_not_change(agent, ctl_daemon):
     assert json.loads(out.stdout)["error"]["code"] == "permission_denied", out
 
 
+@pytest.mark.xdist_group("etc-passwd")  # adds a user and a group to the host (conftest.py)
 def test_admin_group_may_change(agent, ctl_daemon, throwaway_admin):
     user, group = throwaway_admin
     import grp
