@@ -24,6 +24,7 @@ What a test must share with no other test gets a group, and a group's tests
 run one after another on one worker:
   @pytest.mark.xdist_group("etc-passwd")  it adds or removes users or groups of
         the host, or asserts that /etc/passwd did not change while it ran.
+  A module with a module- or class-scoped fixture is a group of its own (below).
 Everything else must keep to its own dirs and ask for free ports (free_port()).
 Systemd sandboxes may run side by side; each worker gets its own default work
 root below systemd_sandbox's (a helper removes the root when it is empty, which
@@ -59,6 +60,21 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes tens of seconds (still in the default run)")
     config.addinivalue_line("markers", "xdist_group(name): tests of one group run one after "
                             "another on one xdist worker (see conftest.py)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under --dist loadgroup every test without a group is a unit of work of its own.
+    A module-scoped fixture (test_confine's daemon) would then be set up again on each
+    worker, and the tests that share it would see each other's effects in another order:
+    a module that has one is a group of its own, so it runs on one worker, in order."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        if any(d.scope in ("package", "module", "class") for ds in defs for d in ds):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 def pytest_sessionfinish(session, exitstatus):
