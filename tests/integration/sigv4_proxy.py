@@ -411,9 +411,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif not no_body:
             self.send_header("Transfer-Encoding", "chunked")
             chunked = True
-        self.end_headers()
-        # Recorded before the body: a client that has its answer finds it listed.
+        # Recorded before end_headers() sends the head: for an answer without a body
+        # (a PUT's) the head is all of it, and a client that has its answer (deployctl
+        # publish, then exit) must find the request listed.
         proxy._record(self.command, self.path, resp.status)
+        self.end_headers()
         if no_body:
             resp.read()
             return resp.status
