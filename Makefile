@@ -87,8 +87,14 @@ unit-test: $(UNIT_BINS)
 
 unit-test-build: $(UNIT_BINS)
 
+# TEST_JOBS pytest-xdist workers (tests/integration/conftest.py says what
+# may not run side by side); 0 runs the tests one by one, as does a machine
+# without pytest-xdist (scripts/deps.sh installs it). Most of a test's time is
+# waiting on daemons, so two workers help even on two cores.
+TEST_JOBS ?= 2
 integration-test: all debug
-	$(PYTHON) -m pytest -v -ra tests/integration $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -v -ra $$(if [ "$(TEST_JOBS)" != 0 ] && $(PYTHON) -c 'import xdist' 2>/dev/null; \
+	  then echo "-n $(TEST_JOBS) --dist loadgroup"; fi) tests/integration $(PYTEST_ARGS)
 
 # First what is missing of the dependencies (scripts/deps.sh: a fast check
 # when nothing is, apt-get as root when something is), so `make test` works

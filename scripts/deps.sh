@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything deploy-agent needs to build, test and run the demo on
 # Debian 12, as root: the C toolchain and libraries, the test tools (pytest,
-# botocore, awscli, minisign, systemd), Node.js when missing, and s3rver from
-# package-lock.json (npm ci), and the Debian packaging tools (debhelper,
-# lintian, mmdebstrap). Idempotent; quiet unless something fails.
+# pytest-xdist, botocore, awscli, minisign, systemd), Node.js when missing,
+# and s3rver from package-lock.json (npm ci), and the Debian packaging tools
+# (debhelper, lintian, mmdebstrap). Idempotent; quiet unless something fails.
 #
 # Fast when nothing is missing (`make test` runs it first, every time): one
 # dpkg-query for the packages and a look at node_modules, no apt-get, no
@@ -39,7 +39,7 @@ packages=(
         build-essential clang libclang-rt-14-dev clang-tools cppcheck pkg-config git ca-certificates curl
         libcurl4-openssl-dev libarchive-dev libsystemd-dev libjansson-dev
         libsodium-dev libcmocka-dev libexpat1-dev libseccomp-dev
-        python3 python3-pytest python3-botocore awscli minisign ansible-core
+        python3 python3-pytest python3-pytest-xdist python3-botocore awscli minisign ansible-core
         systemd dbus
         debhelper lintian mmdebstrap
 )

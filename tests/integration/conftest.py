@@ -16,8 +16,22 @@
 Run with /usr/bin/python3 -m pytest (Debian's pytest and botocore).
 Test dirs live under /tmp/deploy-agent-it-*/ with mode 0755; a passing
 test's dir is removed, a failing one's is kept and its path printed.
+
+`make test` runs this suite with pytest-xdist (`-n TEST_JOBS --dist loadgroup`):
+each worker is a session of its own (its own s3rver, proxy and /tmp dir) and
+takes tests one at a time, so tests of different files run at the same time.
+What a test must share with no other test gets a group, and a group's tests
+run one after another on one worker:
+  @pytest.mark.xdist_group("etc-passwd")  it adds or removes users or groups of
+        the host, or asserts that /etc/passwd did not change while it ran.
+  A module with a module- or class-scoped fixture is a group of its own (below).
+Everything else must keep to its own dirs and ask for free ports (free_port()).
+Systemd sandboxes may run side by side; each worker gets its own default work
+root below systemd_sandbox's (a helper removes the root when it is empty, which
+must not race with another worker's mkdtemp in it).
 """
 
+import contextlib
 import os
 import pathlib
 import re
@@ -31,12 +45,42 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import harness  # noqa: E402
+import systemd_sandbox  # noqa: E402
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
+
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0"..., set only in xdist workers
+SANDBOX_WORK_BASE = systemd_sandbox.DEFAULT_WORK_ROOT
+if XDIST_WORKER:
+    SANDBOX_WORK_BASE.mkdir(mode=0o755, exist_ok=True)
+    systemd_sandbox.DEFAULT_WORK_ROOT = SANDBOX_WORK_BASE / XDIST_WORKER
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes tens of seconds (still in the default run)")
+    config.addinivalue_line("markers", "xdist_group(name): tests of one group run one after "
+                            "another on one xdist worker (see conftest.py)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under --dist loadgroup every test without a group is a unit of work of its own.
+    A module-scoped fixture (test_confine's daemon) would then be set up again on each
+    worker, and the tests that share it would see each other's effects in another order:
+    a module that has one is a group of its own, so it runs on one worker, in order."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        defs = info.name2fixturedefs.values() if info is not None else ()
+        if any(d.scope in ("package", "module", "class") for ds in defs for d in ds):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if XDIST_WORKER is None and not hasattr(session.config, "workerinput"):
+        with contextlib.suppress(OSError):
+            SANDBOX_WORK_BASE.rmdir()  # the workers' roots are gone when empty
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

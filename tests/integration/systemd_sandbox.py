@@ -160,11 +160,22 @@ def _below(path, top):
     return path == top or top in path.parents
 
 
+_ports_given = set()
+
+
 def free_tcp_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago, never one this
+    process handed out before: the kernel may offer a released port again at
+    once, and two services on one port would answer each other's health
+    checks."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise SandboxError("no TCP port on 127.0.0.1 that was not handed out before")
 
 
 def _start_time(pid):

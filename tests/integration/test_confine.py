@@ -143,7 +143,7 @@ def test_hook_control_fetch_may_connect(deployed):
     with listener() as s:
         attempt(deployed, f"fetch:connect:{s.getsockname()[1]}", "dropping privileges",
                 "debug: forbidden connect was NOT stopped")
-        wait_until(lambda: accepted(s), 10, "fetch's connection on the listener")
+        wait_until(lambda: accepted(s), 30, "fetch's connection on the listener")
 
 
 def test_disarmed_deploys_again(deployed):

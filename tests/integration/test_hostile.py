@@ -89,6 +89,9 @@ def outside_snapshot(agent):
     return tree(agent.tmp, skip={rel_state, rel_releases})
 
 
+# etc-passwd: /etc/passwd must not change while these run; tests that add users
+# run in the same xdist group, so never at the same time (see conftest.py).
+@pytest.mark.xdist_group("etc-passwd")
 @pytest.mark.parametrize("case", hostile.CASES, ids=lambda c: c.name)
 def test_refused(agent, case):
     good = deploy_good(agent)
@@ -126,6 +129,7 @@ def test_refused(agent, case):
     assert agent.release_entries() == releases_before
 
 
+@pytest.mark.xdist_group("etc-passwd")
 def test_stale_staging_is_removed(agent):
     """A run killed mid-unpack leaves .staging-*; the next unpack clears it,
     removing symlinks inside it without following them."""

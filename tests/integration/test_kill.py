@@ -60,7 +60,7 @@ def _alive(pid):
         return False
 
 
-def wait_gone(pids, timeout=10):
+def wait_gone(pids, timeout=30):
     deadline = time.monotonic() + timeout
     alive = list(pids)
     while alive and time.monotonic() < deadline:
