@@ -20,14 +20,14 @@
 
 void fs_format_bytes(uint64_t n, char buf[static 16]) {
         static const char units[] = "KMGTPE";
-        double v = (double) n;
-        int u = -1;
+        double v = (double) n / 1024.0;
+        size_t u = 0;
 
         if (n < 1024) {
                 snprintf(buf, 16, "%" PRIu64 "B", n);
                 return;
         }
-        while (v >= 1024.0 && u < (int) sizeof units - 2) {
+        while (v >= 1024.0 && u < sizeof units - 2) {
                 v /= 1024.0;
                 u++;
         }
@@ -50,7 +50,7 @@ static const char *fs_type_name(long type) {
 /* Same mount: the mount id when the kernel reports one (a bind mount of a
  * directory of the same file system has the same st_dev), else st_dev. */
 static int mount_key(const char *path, uint64_t *ret) {
-        struct statx stx;
+        struct statx stx = {};
 
         if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) < 0)
                 return -errno;
@@ -63,7 +63,7 @@ static int mount_key(const char *path, uint64_t *ret) {
  * worker without search permission on a parent). */
 static int mount_point(const char *path, char *buf, size_t size) {
         char cur[PATH_MAX];
-        uint64_t key, up_key;
+        uint64_t key = 0, up_key = 0;
         int r;
 
         if (path[0] != '/' || strlen(path) >= sizeof cur)

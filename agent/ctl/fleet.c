@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "ctl/fleet.h"
 
+#include <assert.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -83,7 +84,7 @@ static void test_hold_after_read(void) {
         uint64_t deadline = now_usec(CLOCK_MONOTONIC) + TEST_HOLD_MAX_USEC;
         int fd;
 
-        if (isempty(path) || !(ready = strdup_printf("%s.read.%d", path, (int) getpid())))
+        if (!path || !*path || !(ready = strdup_printf("%s.read.%d", path, (int) getpid())))
                 return;
         fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
         if (fd >= 0)
@@ -430,6 +431,7 @@ int fleet_main(const char *config_path, bool json, int argc, char **argv) {
         if (r < 0)
                 return fail(a.json, -EINVAL, error);
         r = check_service(cfg, a.service, &f.svc, &error);
+        assert(r < 0 || f.svc); /* for the static analyzer: error_set() returns the error it is given */
         if (r >= 0)
                 r = s3_client_new(&cfg->s3, &c, &error);
         if (r < 0)

@@ -199,15 +199,17 @@ int s3_list_objects(S3Client *c, const char *bucket, const char *prefix,
  * its answer lost: a failed condition on the retry is then our own write
  * when the object now holds exactly our bytes. */
 static bool put_was_ours(S3Client *c, const char *bucket, const char *key, const S3Upload *u, char **ret_etag) {
-        _cleanup_(s3_small_object_done) S3SmallObject o = {};
+        S3SmallObject o = {};
+        bool same;
 
         if (!u->data || s3_get_small(c, bucket, key, NULL, (size_t) u->size, &o, NULL) < 0)
-                return false;
-        if (o.len != u->size || memcmp(o.body, u->data, o.len) != 0)
-                return false;
-        if (ret_etag)
+                same = false;
+        else
+                same = o.len == u->size && (o.len == 0 || memcmp(o.body, u->data, o.len) == 0);
+        if (same && ret_etag)
                 *ret_etag = TAKE_PTR(o.etag);
-        return true;
+        s3_small_object_done(&o);
+        return same;
 }
 
 /* r: how a conditional PUT failed. 0: it was ours after all (see above). */
