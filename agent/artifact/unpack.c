@@ -608,12 +608,13 @@ static UnpackLimits limits_normalize(const UnpackLimits *l) {
         return n;
 }
 
-#define NTFS_SUPER_MAGIC 0x5346544eU   /* the ntfs and ntfs-3g drivers */
+#define NTFS_SUPER_MAGIC 0x5346544eU   /* the old ntfs driver */
 #define NTFS3_SUPER_MAGIC 0x7366746eU  /* ntfs3 */
 
 /* The table compares exact bytes; where names are case-insensitive the
  * kernel would take "s/x" through a symlink "S" the table never saw as a
- * parent. There only the on-disk checks are right. FS_IOC_GETFLAGS is in the
+ * parent. There only the on-disk checks are right; so on FUSE (ntfs-3g
+ * among others), which may fold case. FS_IOC_GETFLAGS is in the
  * unpack worker's seccomp list (libarchive reads flags too); a failure means
  * no flags to read, not case folding. */
 static bool dir_folds_case(int dir_fd) {
@@ -631,6 +632,7 @@ static bool dir_folds_case(int dir_fd) {
         case NTFS3_SUPER_MAGIC:
         case CIFS_SUPER_MAGIC:
         case SMB2_SUPER_MAGIC:
+        case FUSE_SUPER_MAGIC: /* ntfs-3g, and whatever else runs on FUSE */
                 return true;
         default:
                 return false;
