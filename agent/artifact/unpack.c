@@ -35,7 +35,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <locale.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include "artifact/unpack-paths.h"
 #include "common/util.h"
@@ -234,14 +238,24 @@ static int check_symlink(Unpack *u, const char *path, const char *target) {
 
 /* Duplicates are refused: with NO_OVERWRITE libarchive would keep the first
  * copy where tar keeps the last. A directory may be named after libarchive
- * created it as a parent. */
+ * created it as a parent. The normalized path is what is looked at: with a
+ * trailing "/" or "/." fstatat() follows a symlink even with
+ * AT_SYMLINK_NOFOLLOW, so "s/" over a symlink to a directory would pass as a
+ * directory named again. */
 static int check_duplicate(Unpack *u, struct archive_entry *e, const char *path) {
+        size_t n = u->limits.max_path_length + 1;
+        _cleanup_free_ char *norm = malloc(n);
         struct stat st;
 
-        if (fstatat(u->dir_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        if (!norm)
+                return error_set(u->ret_error, -ENOMEM, "out of memory");
+        if (unpack_paths_normalize(path, norm, n) < 0)
+                return entry_error(u, -EBADMSG, path, "path longer than %zu bytes",
+                                   u->limits.max_path_length);
+        if (fstatat(u->dir_fd, norm, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return 0;      /* absent, or libarchive will say why not */
         if (S_ISDIR(st.st_mode) && archive_entry_filetype(e) == AE_IFDIR &&
-            !archive_entry_hardlink(e))
+            !archive_entry_hardlink(e) && !archive_entry_symlink(e))
                 return 0;
         return entry_error(u, -EBADMSG, path, "duplicate entry");
 }
@@ -261,9 +275,14 @@ static int stop_tracking(Unpack *u) {
         return 0;
 }
 
+/* In libarchive's order: write-disk makes a hardlink when a hardlink target
+ * is set, else a symlink whenever a symlink target is set, whatever the file
+ * type says (3.6.2). */
 static UnpackPathType entry_path_type(struct archive_entry *e) {
         if (archive_entry_hardlink(e))
                 return UNPACK_PATH_FILE;
+        if (archive_entry_symlink(e))
+                return UNPACK_PATH_SYMLINK;
         switch (archive_entry_filetype(e)) {
         case AE_IFDIR:
                 return UNPACK_PATH_DIR;
@@ -353,8 +372,19 @@ static int track_paths(Unpack *u, struct archive_entry *e, const char *path) {
                 return unpack_paths_put(&u->paths, h, entry_path_type(e)) < 0 ? 1 : 0;
         if (t == UNPACK_PATH_DIR && entry_path_type(e) == UNPACK_PATH_DIR)
                 return 0;      /* a directory named again: check_duplicate() allows it */
-        if (fstatat(u->dir_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return 1;      /* absent: two paths share a hash */
+        /* "s/" or "s/." over a symlink: a duplicate, refused without a look
+         * on disk (a keyed 62-bit hash collides by chance only). */
+        if (t == UNPACK_PATH_SYMLINK && entry_path_type(e) == UNPACK_PATH_DIR)
+                return entry_error(u, -EBADMSG, path, "duplicate entry");
+        /* Only ENOENT is two paths sharing a hash. Any other failure
+         * (ENOTDIR: a file where a parent should be) is refused as a
+         * duplicate: giving up the table on it would let an archive force the
+         * slow path cheaply. */
+        if (fstatat(u->dir_fd, u->norm, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno == ENOENT)
+                        return 1;
+                return entry_error(u, -EBADMSG, path, "duplicate entry");
+        }
         return check_duplicate(u, e, path);
 }
 
@@ -436,7 +466,7 @@ static int check_entry(Unpack *u, struct archive_entry *e, const char *path) {
         }
         if (hardlink)
                 r = check_hardlink(u, path, hardlink);
-        else if (archive_entry_filetype(e) == AE_IFLNK)
+        else if (archive_entry_symlink(e) || archive_entry_filetype(e) == AE_IFLNK)
                 r = check_symlink(u, path, archive_entry_symlink(e));
         if (r < 0)
                 return r;
@@ -589,10 +619,44 @@ static UnpackLimits limits_normalize(const UnpackLimits *l) {
         return n;
 }
 
-/* Without memory for the table the checks stay on disk, as before it. */
+#define NTFS_SUPER_MAGIC 0x5346544eU   /* the old ntfs driver */
+#define NTFS3_SUPER_MAGIC 0x7366746eU  /* ntfs3 */
+
+/* The table compares exact bytes; where names are case-insensitive the
+ * kernel would take "s/x" through a symlink "S" the table never saw as a
+ * parent. There only the on-disk checks are right; so on FUSE (ntfs-3g
+ * among others), which may fold case. FS_IOC_GETFLAGS is in the
+ * unpack worker's seccomp list (libarchive reads flags too); a failure means
+ * no flags to read, not case folding. */
+static bool dir_folds_case(int dir_fd) {
+        struct statfs sf;
+        int flags = 0;
+
+        if (ioctl(dir_fd, FS_IOC_GETFLAGS, &flags) >= 0 && (flags & FS_CASEFOLD_FL))
+                return true;
+        if (fstatfs(dir_fd, &sf) < 0)
+                return true;   /* unknown: be exact */
+        switch ((unsigned long) sf.f_type) {
+        case MSDOS_SUPER_MAGIC:
+        case EXFAT_SUPER_MAGIC:
+        case NTFS_SUPER_MAGIC:
+        case NTFS3_SUPER_MAGIC:
+        case CIFS_SUPER_MAGIC:
+        case SMB2_SUPER_MAGIC:
+        case FUSE_SUPER_MAGIC: /* ntfs-3g, and whatever else runs on FUSE */
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* Without memory for the table, or on a case-insensitive file system, the
+ * checks stay on disk, as before it. */
 static int start_tracking(Unpack *u) {
         size_t n = u->limits.max_path_length + 1;
 
+        if (dir_folds_case(u->dir_fd))
+                return stop_tracking(u);
         u->norm = malloc(n);
         u->parent = calloc(1, n);
         if (!u->norm || !u->parent || unpack_paths_init(&u->paths, u->limits.max_tracked_paths) < 0)

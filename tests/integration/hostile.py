@@ -193,6 +193,46 @@ def zip_absolute(marker, tmp):
     return buf.getvalue()
 
 
+def _escape_chain(marker):
+    """Each link is inside by itself: "a/l/l/l/m" is four levels deep
+    lexically, but with "a/l" -> "." it is "a/m", and four ".." from "a"
+    lead to tmp/srv."""
+    return [("a/", "dir", None), ("a/l", "link", "."),
+            ("a/l/l/l/m", "link", "../../../.."), ("a/m/" + marker, "file", b"escaped\n")]
+
+
+def escape_chain(marker, tmp):
+    members = []
+    for name, kind, arg in _escape_chain(marker):
+        if kind == "dir":
+            members.append(_node(name, tarfile.DIRTYPE, 0o755))
+        elif kind == "link":
+            members.append(_node(name, tarfile.SYMTYPE, 0o777, linkname=arg))
+        else:
+            members.append(_file(name, arg))
+    return tar_gz(members)
+
+
+def zip_escape_chain(marker, tmp):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, kind, arg in _escape_chain(marker):
+            info = zipfile.ZipInfo(name, date_time=(2023, 11, 14, 22, 13, 20))
+            info.create_system = 3          # Unix: external_attr holds the mode
+            mode = {"dir": 0o40755, "link": 0o120777, "file": 0o100644}[kind]
+            info.external_attr = mode << 16 | (0x10 if kind == "dir" else 0)
+            z.writestr(info, arg.encode() if kind == "link" else (arg or b""))
+    return buf.getvalue()
+
+
+def hardlink_through_symlink(marker, tmp):
+    """"sl" -> "dir" is inside; a hardlink to "sl/file" is not to be made
+    through it."""
+    return tar_gz([_file("dir/file", b"f\n"),
+                   _node("sl", tarfile.SYMTYPE, 0o777, linkname="dir"),
+                   _node(marker, tarfile.LNKTYPE, linkname="sl/file")])
+
+
 def only_root(marker, tmp):
     """`tar -C empty -czf x.tar.gz .`: nothing but the root, however spelled;
     once deployed as an empty release."""
@@ -234,4 +274,9 @@ CASES = [
     Case("zip-traversal", zip_traversal, "path escapes the release", {"suffix": ".zip"}, ".zip"),
     Case("only-root", only_root, "contains no entries but the root directory"),
     Case("zip-absolute-path", zip_absolute, "path escapes the release", {"suffix": ".zip"}, ".zip"),
+    # "through": the in-memory check and libarchive's on-disk one word it
+    # differently ("goes through a symlink", "Cannot extract through symlink")
+    Case("symlink-escape-chain", escape_chain, "through"),
+    Case("zip-symlink-escape-chain", zip_escape_chain, "through", {"suffix": ".zip"}, ".zip"),
+    Case("hardlink-through-symlink", hardlink_through_symlink, "through"),
 ]

@@ -766,6 +766,67 @@ static void test_tracked_dirs_again(void **state) {
         }
 }
 
+/* "s/" and "s/." name the symlink s, yet fstatat() of them follows it: a
+ * directory entry so named must not pass as a directory named again. In tar
+ * and zip, with the table and once it is given up. */
+static void test_tracked_dir_over_symlink(void **state) {
+        static const char *const names[] = { "s/", "s/.", "./s//" };
+        Scratch *s = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(tracked); i++)
+                for (size_t k = 0; k < ELEMENTSOF(names); k++)
+                        for (int zip = 0; zip < 2; zip++) {
+                                UnpackLimits l = limits_tracked(tracked[i]);
+                                Builder b = builder_new(COMPRESS_NONE, zip);
+
+                                scratch_reset(s);
+                                add_dir(&b, "d/");
+                                add_file(&b, "d/f", 0644, "f");
+                                add_symlink(&b, "s", "d");
+                                add_dir(&b, names[k]);
+                                assert_rejected(s, builder_finish(&b), &l, -EBADMSG,
+                                                "duplicate entry");
+                        }
+}
+
+/* A file named again as a directory ("f/": fstatat() fails ENOTDIR) is a
+ * duplicate, not a reason to give up the table. */
+static void test_tracked_file_then_dir(void **state) {
+        static const char *const names[] = { "f/", "f/.", "f" };
+        Scratch *s = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(tracked); i++)
+                for (size_t k = 0; k < ELEMENTSOF(names); k++)
+                        for (int zip = 0; zip < 2; zip++) {
+                                UnpackLimits l = limits_tracked(tracked[i]);
+                                Builder b = builder_new(COMPRESS_NONE, zip);
+
+                                scratch_reset(s);
+                                add_file(&b, "f", 0644, "f");
+                                add_dir(&b, names[k]);
+                                assert_rejected(s, builder_finish(&b), &l, -EBADMSG,
+                                                "duplicate entry");
+                        }
+}
+
+/* The escape chain of tests/integration/hostile.py in zip: each link stays
+ * inside by itself, together they would lead out. */
+static void test_tracked_zip_chain(void **state) {
+        Scratch *s = *state;
+
+        for (size_t i = 0; i < ELEMENTSOF(tracked); i++) {
+                UnpackLimits l = limits_tracked(tracked[i]);
+                Builder b = builder_new(COMPRESS_NONE, true);
+
+                scratch_reset(s);
+                add_dir(&b, "a/");
+                add_symlink(&b, "a/l", ".");
+                add_symlink(&b, "a/l/l/l/m", "../../../..");
+                add_file(&b, "a/m/ESCAPED", 0644, "x");
+                assert_rejected(s, builder_finish(&b), &l, -EBADMSG, "through");
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_check_path),
@@ -798,6 +859,9 @@ int main(void) {
                 T(test_root_not_a_dir),
                 T(test_tracked_through_symlink),
                 T(test_tracked_hardlink_through_symlink),
+                T(test_tracked_dir_over_symlink),
+                T(test_tracked_file_then_dir),
+                T(test_tracked_zip_chain),
                 T(test_tracked_duplicates),
                 T(test_tracked_dirs_again),
 #undef T
