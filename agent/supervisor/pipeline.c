@@ -530,6 +530,13 @@ static void on_step_result(Pipeline *p, json_t *msg) {
                 worker_result_done(&res);
                 error = strdup_printf("%s: invalid result from the worker: %s", step_names[p->step],
                                       why ?: strerror(-r));
+                /* the report never changes the pipeline's outcome, nor the
+                 * in-flight record crash recovery relies on */
+                if (p->step == STEP_REPORT) {
+                        log_warning("%s: fleet report: %s; retrying at the next poll", p->service->name,
+                                    error ?: "invalid result from the worker");
+                        return reported(p, NULL);
+                }
                 return fail(p, -EPROTO, error ?: "invalid result from the worker");
         }
         switch (p->step) {

@@ -555,6 +555,48 @@ static void test_fleet_report_after_rollback(void **unused) {
         fixture_free(x);
 }
 
+/* The report never changes the pipeline's outcome: a report worker whose
+ * result is invalid, or that crashes or times out, leaves the restart's
+ * verdict-less end as it was, its in-flight record kept for recovery. */
+static void test_fleet_report_broken_keeps_outcome(void **unused) {
+        for (int how = 0; how < 3; how++) {
+                FixtureOptions o = { .restart = true, .auto_rollback = true, .fleet = true };
+                Fixture *x = fixture_new(&o);
+                _cleanup_free_ char *error = NULL;
+
+                assert_int_equal(state_set(&x->s->state->current, OLD), 0);
+                fixture_release(x, OLD);
+                assert_int_equal(service_poll(x->s), 0);
+                while (x->fake.pending && !streq(x->fake.step, "restart"))
+                        fake_complete(&x->fake, OUTCOME_OK);
+                fake_complete(&x->fake, OUTCOME_CRASH);
+                assert_string_equal(x->fake.step, "report");
+                error = strdup(x->s->state->last_error);
+                assert_non_null(error);
+                if (how == 0) { /* a result that does not decode */
+                        worker_done_cb done = x->fake.done;
+                        WorkerOutcome out = { .ok = true,
+                                              .result = json_pack("{s:b,s:{s:i}}", "ok", 1, "result", "bogus", 1) };
+
+                        x->fake.pending = false;
+                        *x->fake.slot = NULL;
+                        done(&out, x->fake.userdata);
+                        json_decref(out.result);
+                        json_decref(x->fake.job);
+                        x->fake.job = NULL;
+                } else
+                        fake_complete(&x->fake, how == 1 ? OUTCOME_CRASH : OUTCOME_TIMEOUT);
+                assert_false(x->fake.pending);
+                assert_int_equal(x->ended.n, 1);
+                assert_int_equal(x->ended.r, -EIO);
+                assert_string_equal(x->s->state->current, NEW);
+                assert_string_equal(x->s->state->last_error, error);
+                assert_string_equal(x->s->state->in_flight_step, "restart");
+                assert_true(pipeline_needs_recovery(x->s->state));
+                fixture_free(x);
+        }
+}
+
 /* A release already on disk is activated without downloading it. */
 static void test_release_on_disk(void **unused) {
         FixtureOptions o = { .restart = false, .auto_rollback = true };
@@ -662,6 +704,7 @@ int main(void) {
                 cmocka_unit_test(test_poll_and_failures),
                 cmocka_unit_test(test_bad_target_skipped),
                 cmocka_unit_test(test_fleet_report_after_rollback),
+                cmocka_unit_test(test_fleet_report_broken_keeps_outcome),
                 cmocka_unit_test(test_release_on_disk),
                 cmocka_unit_test(test_request_queued),
                 cmocka_unit_test(test_cleanup_after_start_and_failures),
