@@ -605,8 +605,10 @@ static void run_step(Pipeline *p, Step step) {
         p->progress_mark = 0;
         log_set_context(s->name, p->target.sha, step_names[step]);
         r = build_job(p, step, &job);
-        if (r < 0 && step == STEP_REPORT)
+        if (r < 0 && step == STEP_REPORT) {
+                log_warning("%s: fleet report: building its job: %s; retrying at the next poll", s->name, strerror(-r));
                 return reported(p, NULL); /* never a deploy's failure */
+        }
         if (r < 0)
                 return fail(p, r, r == -ENOMEM ? "building a job: out of memory" : "building a job: invalid job");
         /* rollback steps record the step that decides recovery: "rollback";

@@ -597,6 +597,39 @@ static void test_fleet_report_broken_keeps_outcome(void **unused) {
         }
 }
 
+/* A report job that cannot be built ends the pipeline as it was, and
+ * says why (a silent report would leave the operator guessing). */
+static void test_fleet_report_job_fails(void **unused) {
+        FixtureOptions o = { .restart = true, .auto_rollback = true, .fleet = true };
+        Fixture *x = fixture_new(&o);
+        _cleanup_fclose_ FILE *err = tmpfile();
+        char text[4096] = "";
+        int saved = dup(STDERR_FILENO);
+
+        assert_non_null(err);
+        assert_true(saved >= 0);
+        assert_int_equal(state_set(&x->s->state->current, OLD), 0);
+        assert_int_equal(state_mark_bad(x->s->state, NEW, NULL, "earlier", 1), 0);
+        /* not UTF-8: the status document cannot be built */
+        assert_int_equal(state_set(&x->s->fleet.zone, "\xff"), 0);
+        log_set_max_level(LOG_WARNING);
+        fflush(stderr);
+        assert_int_equal(dup2(fileno(err), STDERR_FILENO), STDERR_FILENO);
+        assert_int_equal(service_poll(x->s), 0);
+        fake_complete(&x->fake, OUTCOME_OK);
+        fflush(stderr);
+        assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+        close(saved);
+        log_set_max_level(getenv("TEST_VERBOSE") ? LOG_DEBUG : LOG_CRIT);
+        assert_false(x->fake.pending);
+        assert_string_equal(x->fake.started, "discover");
+        assert_int_equal(x->ended.r, 0);
+        rewind(err);
+        assert_true(fread(text, 1, sizeof text - 1, err) > 0);
+        assert_non_null(strstr(text, "fleet report: building its job"));
+        fixture_free(x);
+}
+
 /* A release already on disk is activated without downloading it. */
 static void test_release_on_disk(void **unused) {
         FixtureOptions o = { .restart = false, .auto_rollback = true };
@@ -705,6 +738,7 @@ int main(void) {
                 cmocka_unit_test(test_bad_target_skipped),
                 cmocka_unit_test(test_fleet_report_after_rollback),
                 cmocka_unit_test(test_fleet_report_broken_keeps_outcome),
+                cmocka_unit_test(test_fleet_report_job_fails),
                 cmocka_unit_test(test_release_on_disk),
                 cmocka_unit_test(test_request_queued),
                 cmocka_unit_test(test_cleanup_after_start_and_failures),
