@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "supervisor/fleet.h"
 
+#include <assert.h>
 #include <jansson.h>
 
 #include "common/json-util.h"
@@ -11,8 +12,11 @@
 #include "version.h"
 
 /* Bad builds named in a discover job: the newest ones, the ones a pointer
- * may plausibly name again (an abort names the previous build). */
-#define SETTLED_BAD_MAX 8
+ * may plausibly name again (an abort names the previous build). With the
+ * current build and every halted one they must all fit in the job. */
+#define SETTLED_BAD_MAX 7
+static_assert(1 + FLEET_HALTED_MAX + SETTLED_BAD_MAX <= FLEET_SETTLED_MAX,
+              "the current, halted and bad builds must fit in a discover job");
 
 static void settle(FleetJob *j, const char *sha) {
         if (!sha || j->n_settled >= FLEET_SETTLED_MAX)
