@@ -38,13 +38,19 @@ FleetJob fleet_discover_job(const Service *s) {
                 .host_id = fleet_host_id(s),
                 .canary = s->cfg->canary,
         };
-        size_t from = st->n_bad > SETTLED_BAD_MAX ? st->n_bad - SETTLED_BAD_MAX : 0;
+        size_t n_bad = 0;
 
         settle(&j, st->current);
         for (size_t i = 0; i < s->fleet.n_halted; i++)
                 settle(&j, s->fleet.halted[i].sha);
-        for (size_t i = st->n_bad; i-- > from;)
-                settle(&j, st->bad[i].sha);
+        /* the worker skips the rollout's admission for a settled build; a
+         * build bad only as one object (an ETag) is taken again when
+         * re-uploaded (state_find_bad()), so it must pass admission then */
+        for (size_t i = st->n_bad; i-- > 0 && n_bad < SETTLED_BAD_MAX;)
+                if (!st->bad[i].etag) {
+                        settle(&j, st->bad[i].sha);
+                        n_bad++;
+                }
         return j;
 }
 

@@ -12,6 +12,24 @@ static bool settled(const FleetJob *j, const char *sha) {
         return false;
 }
 
+/* A build bad as any object is settled; one bad only as the object with
+ * some ETag is not: re-uploaded, it must pass the rollout's admission
+ * (waves, pause, the breaker) like any new build. */
+static void test_settled_bad_by_etag(void **unused) {
+        FixtureOptions o = { .fleet = true };
+        Fixture *x = fixture_new(&o);
+        FleetJob j;
+
+        assert_int_equal(state_set(&x->s->state->current, OLD), 0);
+        assert_int_equal(state_mark_bad(x->s->state, NEW, "\"e-new\"", "rejected", 1), 0);
+        assert_int_equal(state_mark_bad(x->s->state, "abcdef1", NULL, "rolled back", 2), 0);
+        j = fleet_discover_job(x->s);
+        assert_true(settled(&j, OLD));
+        assert_true(settled(&j, "abcdef1"));
+        assert_false(settled(&j, NEW));
+        fixture_free(x);
+}
+
 /* The current build, every halted one and the newest bad ones all fit:
  * nothing is dropped for want of room. */
 static void test_settled_fits(void **unused) {
@@ -46,6 +64,7 @@ static void test_settled_fits(void **unused) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_settled_bad_by_etag),
                 cmocka_unit_test(test_settled_fits),
         };
 
