@@ -3,6 +3,7 @@
  * fleet.c, which works on services. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ typedef struct ServiceFleet {
         char *rollout_message;         /* "waiting for wave 1 (...)", or NULL */
         FleetHalted halted[FLEET_HALTED_MAX]; /* verdicts are final per sha: never listed again */
         size_t n_halted;
+        bool failed;                   /* the last pass failed (last_error stays until a deploy) */
         char *reported;                /* the last status written, without its time */
         uint64_t reported_usec;        /* monotonic, 0: never */
 } ServiceFleet;

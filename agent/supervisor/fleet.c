@@ -125,8 +125,19 @@ static json_t *rollout_json(const Service *s) {
                          "wave", (json_int_t) f->rollout_wave);
 }
 
+void fleet_on_pass_end(Service *s, int r) {
+        /* stopped or refused (-ECANCELED) says nothing of the host's health;
+         * nothing published yet (-ENOENT) is no failure */
+        if (r >= 0 || r == -ENOENT)
+                s->fleet.failed = false;
+        else if (r != -ECANCELED)
+                s->fleet.failed = true;
+}
+
+/* "failed" says the last pass failed: last_error is kept until the next
+ * deploy, so one transient S3 error would say so for days. */
 static const char *state_word(const Service *s) {
-        if (s->state->last_error)
+        if (s->fleet.failed)
                 return "failed";
         if (s->state->paused || s->state->pinned)
                 return s->state->paused ? "paused" : "pinned";

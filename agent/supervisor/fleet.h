@@ -25,6 +25,10 @@ int fleet_on_discovered(Service *s, const DiscoverResult *res);
 
 bool fleet_is_halted(const Service *s, const char *sha);
 
+/* A pass ended with r, before its report: whether the status says
+ * "failed", counted as the backoff counts failures (service-poll.c). */
+void fleet_on_pass_end(Service *s, int r);
+
 /* Whether a report step should run now: a marker to write, a status that
  * changed since the last one written, or the heartbeat due. */
 bool fleet_report_wanted(Service *s);

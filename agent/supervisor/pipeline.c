@@ -103,6 +103,8 @@ static int set_in_flight(Pipeline *p, const char *step) {
 static void end(Pipeline *p, int r, bool keep_in_flight) {
         Service *s = p->service;
 
+        if (!p->reported)
+                fleet_on_pass_end(s, r);
         if (!p->reported && !p->stopped && fleet_report_wanted(s)) {
                 p->reported = true;
                 p->end_r = r;

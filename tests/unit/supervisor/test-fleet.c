@@ -4,6 +4,7 @@
 #include "supervisor-fixture.h"
 
 #include "supervisor/fleet.h"
+#include "supervisor/service-poll.h"
 
 static bool settled(const FleetJob *j, const char *sha) {
         for (size_t i = 0; i < j->n_settled; i++)
@@ -62,10 +63,49 @@ static void test_settled_fits(void **unused) {
         fixture_free(x);
 }
 
+/* The status's "state" of this host now (the report's fields). */
+static char *state_now(Fixture *x) {
+        _cleanup_free_ char *status = NULL, *bad_sha = NULL, *bad_body = NULL;
+        json_auto_t *j = NULL;
+
+        assert_int_equal(fleet_report_fields(x->s, &status, &bad_sha, &bad_body), 0);
+        j = json_loads(status, 0, NULL);
+        assert_non_null(j);
+        return strdup(json_string_value(json_object_get(j, "state")));
+}
+
+/* "failed" says the last pass failed; one that succeeds after it says
+ * "ok" again, though last_error stays until the next deploy. */
+static void test_state_failed_then_ok(void **unused) {
+        FixtureOptions o = { .restart = true, .auto_rollback = true, .fleet = true };
+        Fixture *x = fixture_new(&o);
+        _cleanup_free_ char *first = NULL, *second = NULL;
+
+        assert_int_equal(state_set(&x->s->state->current, OLD), 0);
+        assert_int_equal(state_mark_bad(x->s->state, NEW, NULL, "earlier", 1), 0);
+        assert_int_equal(service_poll(x->s), 0);
+        fake_complete(&x->fake, OUTCOME_FAIL); /* S3 down for the discover */
+        assert_string_equal(x->fake.step, "report");
+        first = state_now(x);
+        assert_string_equal(first, "failed");
+        fake_complete(&x->fake, OUTCOME_OK);
+        assert_true(x->ended.r < 0);
+        assert_int_equal(service_poll(x->s), 0);
+        fake_complete(&x->fake, OUTCOME_OK); /* NEW is bad here: nothing to do */
+        while (x->fake.pending)
+                fake_complete(&x->fake, OUTCOME_OK);
+        assert_int_equal(x->ended.r, 0);
+        assert_non_null(x->s->state->last_error);
+        second = state_now(x);
+        assert_string_equal(second, "ok");
+        fixture_free(x);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_settled_bad_by_etag),
                 cmocka_unit_test(test_settled_fits),
+                cmocka_unit_test(test_state_failed_then_ok),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
