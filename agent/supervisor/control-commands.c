@@ -117,7 +117,7 @@ static json_t *rollout_json(const Service *s) {
                 if (streq(f->halted[i].sha, f->rollout_sha))
                         halted = json_string(f->halted[i].halt);
         return json_pack("{s:s,s:s,s:I,s:o,s:o}", "sha", f->rollout_sha,
-                         "status", streq_ptr(f->rollout_sha, s->state->current) ? "taken" : strempty(f->rollout_status),
+                         "status", fleet_rollout_status(s),
                          "wave", (json_int_t) f->rollout_wave, "message", json_string_or_null(f->rollout_message),
                          "halted", halted);
 }

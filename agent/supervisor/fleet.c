@@ -84,9 +84,17 @@ static int remember_halted(Service *s, const RolloutResult *ro) {
 static const char *rollout_word(const Service *s, const RolloutResult *ro) {
         if (ro->halted || fleet_is_halted(s, ro->sha))
                 return "halted";
-        if (streq_ptr(ro->sha, s->state->current) || ro->admitted)
+        if (ro->admitted)
                 return "taken";
         return ro->paused ? "paused" : "waiting";
+}
+
+const char *fleet_rollout_status(const Service *s) {
+        const ServiceFleet *f = &s->fleet;
+
+        if (!f->rollout_sha)
+                return NULL;
+        return streq_ptr(f->rollout_sha, s->state->current) ? "taken" : strempty(f->rollout_status);
 }
 
 int fleet_on_discovered(Service *s, const DiscoverResult *res) {
@@ -120,9 +128,8 @@ static json_t *rollout_json(const Service *s) {
 
         if (!f->rollout_sha)
                 return json_null();
-        return json_pack("{s:s,s:s,s:I}", "sha", f->rollout_sha,
-                         "status", streq_ptr(f->rollout_sha, s->state->current) ? "taken" : f->rollout_status,
-                         "wave", (json_int_t) f->rollout_wave);
+        return json_pack("{s:s,s:s,s:I}", "sha", f->rollout_sha, "status", fleet_rollout_status(s), "wave",
+                         (json_int_t) f->rollout_wave);
 }
 
 void fleet_on_pass_end(Service *s, int r) {

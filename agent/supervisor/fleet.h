@@ -25,6 +25,11 @@ int fleet_on_discovered(Service *s, const DiscoverResult *res);
 
 bool fleet_is_halted(const Service *s, const char *sha);
 
+/* Where this host stands in the pointer's rollout: "taken" when its build
+ * is current, else "waiting", "paused" or "halted" as the
+ * last discover found; NULL when no rollout was seen. */
+const char *fleet_rollout_status(const Service *s);
+
 /* A pass ended with r, before its report: whether the status says
  * "failed", counted as the backoff counts failures (service-poll.c). */
 void fleet_on_pass_end(Service *s, int r);
