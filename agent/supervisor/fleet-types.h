@@ -21,7 +21,7 @@ typedef struct ServiceFleet {
         char *host_id;                 /* [agent] host_id, or what a worker resolved; NULL until known */
         char *zone;
         char *rollout_sha;             /* the build the pointer names; NULL: no rollout seen */
-        const char *rollout_status;    /* "waiting" "taken" "halted" "paused" */
+        const char *rollout_status;    /* "admitted" "waiting" "halted" "paused" (fleet_rollout_status()) */
         uint64_t rollout_wave;
         char *rollout_message;         /* "waiting for wave 1 (...)", or NULL */
         FleetHalted halted[FLEET_HALTED_MAX]; /* verdicts are final per sha: never listed again */

@@ -81,11 +81,14 @@ static int remember_halted(Service *s, const RolloutResult *ro) {
         return 0;
 }
 
+/* "taken" is said only of a build that is current (fleet_rollout_status()):
+ * an admitted build may still be refused (bad here, younger than min_age)
+ * or fail to deploy. */
 static const char *rollout_word(const Service *s, const RolloutResult *ro) {
         if (ro->halted || fleet_is_halted(s, ro->sha))
                 return "halted";
         if (ro->admitted)
-                return "taken";
+                return "admitted";
         return ro->paused ? "paused" : "waiting";
 }
 

@@ -26,7 +26,7 @@ int fleet_on_discovered(Service *s, const DiscoverResult *res);
 bool fleet_is_halted(const Service *s, const char *sha);
 
 /* Where this host stands in the pointer's rollout: "taken" when its build
- * is current, else "waiting", "paused" or "halted" as the
+ * is current, else "admitted", "waiting", "paused" or "halted" as the
  * last discover found; NULL when no rollout was seen. */
 const char *fleet_rollout_status(const Service *s);
 

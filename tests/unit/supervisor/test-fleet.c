@@ -101,11 +101,33 @@ static void test_state_failed_then_ok(void **unused) {
         fixture_free(x);
 }
 
+/* Admitted is not taken: a build its wave admits but that is bad here
+ * (or too young, or failed) reads "admitted"; "taken" once it is current. */
+static void test_rollout_admitted_not_taken(void **unused) {
+        FixtureOptions o = { .fleet = true };
+        Fixture *x = fixture_new(&o);
+        DiscoverResult res = { .found = true, .sha = NEW,
+                               .rollout = { .set = true, .sha = NEW, .n_waves = 2, .admitted = true } };
+
+        assert_int_equal(state_set(&x->s->state->current, OLD), 0);
+        assert_int_equal(state_mark_bad(x->s->state, NEW, NULL, "earlier", 1), 0);
+        assert_int_equal(fleet_on_discovered(x->s, &res), 0);
+        assert_string_equal(fleet_rollout_status(x->s), "admitted");
+        assert_int_equal(state_set(&x->s->state->current, NEW), 0);
+        assert_string_equal(fleet_rollout_status(x->s), "taken");
+        res.rollout.admitted = false;
+        assert_int_equal(state_set(&x->s->state->current, OLD), 0);
+        assert_int_equal(fleet_on_discovered(x->s, &res), 0);
+        assert_string_equal(fleet_rollout_status(x->s), "waiting");
+        fixture_free(x);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_settled_bad_by_etag),
                 cmocka_unit_test(test_settled_fits),
                 cmocka_unit_test(test_state_failed_then_ok),
+                cmocka_unit_test(test_rollout_admitted_not_taken),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
