@@ -64,14 +64,15 @@ static void test_settled_fits(void **unused) {
 }
 
 /* The status's "state" of this host now (the report's fields). */
-static char *state_now(Fixture *x) {
+static const char *state_now(Fixture *x, char *buf, size_t size) {
         _cleanup_free_ char *status = NULL, *bad_sha = NULL, *bad_body = NULL;
         json_auto_t *j = NULL;
 
         assert_int_equal(fleet_report_fields(x->s, &status, &bad_sha, &bad_body), 0);
         j = json_loads(status, 0, NULL);
         assert_non_null(j);
-        return strdup(json_string_value(json_object_get(j, "state")));
+        snprintf(buf, size, "%s", strempty(json_string_value(json_object_get(j, "state"))));
+        return buf;
 }
 
 /* "failed" says the last pass failed; one that succeeds after it says
@@ -79,15 +80,14 @@ static char *state_now(Fixture *x) {
 static void test_state_failed_then_ok(void **unused) {
         FixtureOptions o = { .restart = true, .auto_rollback = true, .fleet = true };
         Fixture *x = fixture_new(&o);
-        _cleanup_free_ char *first = NULL, *second = NULL;
+        char word[32];
 
         assert_int_equal(state_set(&x->s->state->current, OLD), 0);
         assert_int_equal(state_mark_bad(x->s->state, NEW, NULL, "earlier", 1), 0);
         assert_int_equal(service_poll(x->s), 0);
         fake_complete(&x->fake, OUTCOME_FAIL); /* S3 down for the discover */
         assert_string_equal(x->fake.step, "report");
-        first = state_now(x);
-        assert_string_equal(first, "failed");
+        assert_string_equal(state_now(x, word, sizeof word), "failed");
         fake_complete(&x->fake, OUTCOME_OK);
         assert_true(x->ended.r < 0);
         assert_int_equal(service_poll(x->s), 0);
@@ -96,8 +96,7 @@ static void test_state_failed_then_ok(void **unused) {
                 fake_complete(&x->fake, OUTCOME_OK);
         assert_int_equal(x->ended.r, 0);
         assert_non_null(x->s->state->last_error);
-        second = state_now(x);
-        assert_string_equal(second, "ok");
+        assert_string_equal(state_now(x, word, sizeof word), "ok");
         fixture_free(x);
 }
 
