@@ -299,7 +299,11 @@ bool rollout_admits(const RolloutPolicy *p, const char *host_id, bool canary, ui
 }
 
 bool rollout_host_id_is_valid(const char *s) {
-        size_t n = strlen(s);
+        size_t n;
+
+        if (!s)         /* a field read from untrusted JSON may be absent or of another type */
+                return false;
+        n = strlen(s);
 
         if (n == 0 || n > 64 || s[0] == '_' || s[0] == '.')
                 return false;
