@@ -94,12 +94,17 @@ static bool value_is(const RolloutLine *l, const char *v) {
         return l->value_len == strlen(v) && memcmp(l->value, v, l->value_len) == 0;
 }
 
-/* Seconds to microseconds, refusing what would not fit. */
-static int parse_seconds(const RolloutLine *l, uint64_t min, uint64_t *ret) {
+/* Seconds to microseconds, within [min, max]. The bounds keep every time
+ * derived from them (started + k * wave_interval) below INT64_MAX, the
+ * most the worker protocol carries: an absurd pointer is then an error
+ * naming its line, not a result the supervisor refuses at every poll. */
+static int parse_seconds(const RolloutLine *l, uint64_t min, uint64_t max, uint64_t *ret) {
         uint64_t v;
 
         if (parse_number(l->value, l->value_len, UINT64_MAX / USEC_PER_SEC, &v) < 0 || v < min)
                 return -EINVAL;
+        if (v > max)
+                return -ERANGE;
         *ret = v * USEC_PER_SEC;
         return 0;
 }
@@ -107,6 +112,7 @@ static int parse_seconds(const RolloutLine *l, uint64_t min, uint64_t *ret) {
 static int parse_field(const RolloutLine *l, RolloutPolicy *p, unsigned *seen, char **ret_error) {
         uint64_t v;
         unsigned bit;
+        int r;
 
         if (key_is(l, "started"))
                 bit = SEEN_STARTED;
@@ -128,14 +134,17 @@ static int parse_field(const RolloutLine *l, RolloutPolicy *p, unsigned *seen, c
 
         switch (bit) {
         case SEEN_STARTED:
-                if (parse_seconds(l, 0, &p->started_usec) < 0)
-                        return line_error(ret_error, l, "not unix seconds");
+                r = parse_seconds(l, 0, ROLLOUT_STARTED_MAX_SEC, &p->started_usec);
+                if (r < 0)
+                        return line_error(ret_error, l, r == -ERANGE ? "after the year 9999" : "not unix seconds");
                 return 0;
         case SEEN_WAVES:
                 return parse_waves(l, p, ret_error);
         case SEEN_INTERVAL:
-                if (parse_seconds(l, 1, &p->wave_interval_usec) < 0)
-                        return line_error(ret_error, l, "not a number of seconds >= 1");
+                r = parse_seconds(l, 1, ROLLOUT_INTERVAL_MAX_SEC, &p->wave_interval_usec);
+                if (r < 0)
+                        return line_error(ret_error, l, r == -ERANGE ? "more than a year" :
+                                                                      "not a number of seconds >= 1");
                 return 0;
         case SEEN_MAX_FAILURES:
                 if (parse_number(l->value, l->value_len, UINT32_MAX, &v) < 0 || v == 0)
@@ -314,8 +323,9 @@ bool rollout_host_id_is_valid(const char *s) {
 }
 
 uint64_t rollout_wave_opens_usec(const RolloutPolicy *p, size_t k) {
-        if (k > 0 && p->wave_interval_usec > (UINT64_MAX - p->started_usec) / k)
-                return UINT64_MAX;
+        if (p->started_usec >= ROLLOUT_USEC_NEVER ||
+            (k > 0 && p->wave_interval_usec > (ROLLOUT_USEC_NEVER - p->started_usec) / k))
+                return ROLLOUT_USEC_NEVER;
         return p->started_usec + k * p->wave_interval_usec;
 }
 

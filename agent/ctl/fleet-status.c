@@ -298,7 +298,7 @@ static json_t *rollout_json(const RolloutPolicy *p, json_t *hosts, uint64_t now)
         return json_pack("{s:s,s:i,s:i,s:f,s:o,s:i,s:i,s:f}", "sha", p->sha, "wave", (int) open + 1,
                          "waves", (int) p->n_waves, "wave_percent",
                          p->has_waves ? p->waves[open] / 100.0 : 100.0,
-                         "next_wave", p->has_waves && open + 1 < p->n_waves && next != UINT64_MAX ?
+                         "next_wave", p->has_waves && open + 1 < p->n_waves && next != ROLLOUT_USEC_NEVER ?
                                  json_string(format_timestamp(next, when)) : json_null(),
                          "hosts_on_build", (int) on, "hosts", (int) n,
                          "share_percent", n ? 100.0 * (double) on / (double) n : 0.0);

@@ -129,6 +129,9 @@ static void test_rollout_malformed(void **state) {
                 { SHA "\nstarted= 5\n", "line 2: started: not unix seconds" },
                 { SHA "\nstarted=99999999999999999999\n", "line 2: started: not unix seconds" },
                 { SHA "\nwave_interval=0\n", "line 2: wave_interval: not a number of seconds >= 1" },
+                { SHA "\nwave_interval=10000000000000\n", "line 2: wave_interval: more than a year" },
+                { SHA "\nwave_interval=31536001\n", "line 2: wave_interval: more than a year" },
+                { SHA "\nstarted=253402300800\n", "line 2: started: after the year 9999" },
                 { SHA "\nmax_failures=0\n", "line 2: max_failures: not a number >= 1" },
                 { SHA "\nmax_failures=4294967296\n", "line 2: max_failures: not a number >= 1" },
                 { SHA "\nprevious=XYZ\n", "line 2: previous: not a sha" },
@@ -267,6 +270,24 @@ static void test_rollout_canary_paused_clock(void **state) {
         }
 }
 
+/* The latest pointer allowed still gives wave times the worker protocol
+ * carries (int64), and a policy built by hand saturates there. */
+static void test_rollout_opens_fit_the_protocol(void **state) {
+        const char *body = SHA "\nstarted=253402300799\nwaves=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,10000\n"
+                           "wave_interval=31536000\n";
+        _cleanup_free_ char *error = NULL;
+        RolloutPolicy p;
+
+        assert_int_equal(rollout_parse(body, strlen(body), &p, &error), 0);
+        assert_true(rollout_wave_opens_usec(&p, 15) < ROLLOUT_USEC_NEVER);
+        assert_true(rollout_wave_opens_usec(&p, SIZE_MAX) == ROLLOUT_USEC_NEVER);
+        p.wave_interval_usec = UINT64_MAX / 2;
+        assert_true(rollout_wave_opens_usec(&p, 1) == ROLLOUT_USEC_NEVER);
+        p.started_usec = UINT64_MAX;
+        assert_true(rollout_wave_opens_usec(&p, 0) == ROLLOUT_USEC_NEVER);
+        assert_true(ROLLOUT_USEC_NEVER <= (uint64_t) INT64_MAX);
+}
+
 static void test_rollout_bucket(void **state) {
         /* Pinned: deployctl, the tests and any other tool must compute the
          * same bucket: SHA-256("host-1\n3f2c1ab"), first 8 bytes, mod 10000. */
@@ -281,7 +302,7 @@ int main(void) {
                 cmocka_unit_test(test_rollout_round_trip),    cmocka_unit_test(test_rollout_malformed),
                 cmocka_unit_test(test_rollout_nul_and_size),  cmocka_unit_test(test_rollout_open_wave),
                 cmocka_unit_test(test_rollout_thousand_hosts), cmocka_unit_test(test_rollout_canary_paused_clock),
-                cmocka_unit_test(test_rollout_bucket),
+                cmocka_unit_test(test_rollout_bucket),        cmocka_unit_test(test_rollout_opens_fit_the_protocol),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
