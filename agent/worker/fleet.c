@@ -59,11 +59,13 @@ int fleet_resolve_identity(char **ret_host_id, char **ret_zone, char **ret_error
 /* ---- the breaker ---- */
 
 typedef struct Markers {
+        const char *prefix;
         size_t prefix_len;
         unsigned hosts;
         bool abort;
-        char *keys[HALT_REASONS_MAX + 1]; /* _abort first when there is one */
+        char *keys[HALT_REASONS_MAX + 1]; /* _abort and up to HALT_REASONS_MAX hosts, in listing order */
         size_t n_keys;
+        unsigned hosts_kept;           /* host markers among keys */
 } Markers;
 
 static void markers_done(Markers *m) {
@@ -73,21 +75,29 @@ static void markers_done(Markers *m) {
 
 static int marker_cb(const S3Object *o, void *userdata) {
         Markers *m = userdata;
-        const char *name = o->key + m->prefix_len;
-        bool abort_marker = streq(name, "_abort");
+        const char *name;
+        bool abort_marker;
 
+        /* The listing is the server's word: a key outside the prefix asked
+         * for is no marker (and name would point past its end). */
+        if (strlen(o->key) <= m->prefix_len || strncmp(o->key, m->prefix, m->prefix_len) != 0)
+                return 0;
+        name = o->key + m->prefix_len;
+        abort_marker = streq(name, "_abort");
         /* bad/<sha>/<host_id> only: deeper keys and odd names are not markers */
-        if (strlen(o->key) <= m->prefix_len || (!abort_marker && !rollout_host_id_is_valid(name)))
+        if (!abort_marker && !rollout_host_id_is_valid(name))
                 return 0;
         if (abort_marker)
                 m->abort = true;
         else
                 m->hosts++;
-        if (m->n_keys < ELEMENTSOF(m->keys) && (abort_marker || m->n_keys < HALT_REASONS_MAX)) {
+        if (m->n_keys < ELEMENTSOF(m->keys) && (abort_marker || m->hosts_kept < HALT_REASONS_MAX)) {
                 m->keys[m->n_keys] = strdup(o->key);
                 if (!m->keys[m->n_keys])
                         return -ENOMEM;
                 m->n_keys++;
+                if (!abort_marker)
+                        m->hosts_kept++;
         }
         return 0;
 }
@@ -113,8 +123,8 @@ static int halt_text(S3Client *c, const char *bucket, const Markers *m, char **r
                 return -ENOMEM;
         for (size_t i = 0; i < m->n_keys; i++)
                 append_reason(f, c, bucket, m->keys[i], m->keys[i] + m->prefix_len);
-        if (m->hosts > HALT_REASONS_MAX)
-                fprintf(f, "; and %u more hosts", m->hosts - HALT_REASONS_MAX);
+        if (m->hosts > m->hosts_kept)
+                fprintf(f, "; and %u more hosts", m->hosts - m->hosts_kept);
         if (fclose(f) != 0)
                 return -ENOMEM;
         if (strlen(buf) > HALT_TEXT_MAX)
@@ -131,6 +141,7 @@ int fleet_breaker(S3Client *c, const char *bucket, const char *prefix, const cha
 
         if (!dir)
                 return -ENOMEM;
+        m.prefix = dir;
         m.prefix_len = strlen(dir);
         r = s3_list_objects(c, bucket, dir, marker_cb, &m, ret_error);
         if (r < 0)

@@ -405,3 +405,31 @@ def test_host_identity_resolved_once_and_shown(fleet, imds):
     r = subprocess.run([str(DEPLOYCTL_BIN), "-s", str(host.socket), "status"], capture_output=True, text=True,
                        timeout=30)
     assert f"host     {imds.instance_id} in us-east-1a" in r.stdout, r.stdout
+
+
+def halted_text(fleet, markers, name):
+    """The halt a one-host fleet reports for a build with these bad markers
+    (name -> reason) under it."""
+    fleet.hosts = fleet.hosts[:1]
+    base = started_fleet(fleet)
+    sha = hashlib.sha1(name.encode()).hexdigest()[:12]
+    fleet.publish(sha)
+    for marker, reason in markers.items():
+        fleet.s3.put(f"{fleet.prefix}fleet/bad/{sha}/{marker}",
+                     json.dumps({"host_id": marker, "sha": sha, "reason": reason}).encode())
+    fleet.point(sha, started=int(time.time()), waves="10000", wave_interval=60, max_failures=1, paused="no",
+                previous=base)
+    h = fleet.hosts[0]
+    fleet.wait(lambda: (h.ctl_status()["rollout"] or {}).get("status") == "halted", f"{sha} halted")
+    assert h.current() == base and not h.ever_activated(sha)
+    return h.ctl_status()["rollout"]["halted"]
+
+
+def test_halt_text_counts_the_hosts_it_does_not_name(fleet):
+    """_abort sorts before lowercase host ids: the reasons shown and the
+    "and N more hosts" add up to every host marker."""
+    hosts = [f"m-{i}" for i in range(1, 7)]
+    text = halted_text(fleet, {"_abort": "operator", **{m: f"broke {m}" for m in hosts}}, "count")
+    named = [m for m in hosts if f"{m}: broke {m}" in text]
+    assert "_abort: operator" in text and text.endswith("; and 1 more hosts"), text
+    assert len(named) == 5, text
