@@ -95,6 +95,12 @@ int error_context(char **ret_error, int r, const char *what);
 /* A malloc'd formatted string, or NULL when out of memory. */
 char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 
+/* Text another host or a server wrote, made safe to log or print: into buf
+ * (size > 0), printable ASCII kept and every other byte '?', cut to fit.
+ * No terminal escape survives, and the cut cannot split a UTF-8 sequence
+ * (jansson refuses a string that is not valid UTF-8). Returns buf. */
+char *printable_copy(char *buf, size_t size, const char *s);
+
 /* true for 7..40 lowercase hex characters: the only SHA spelling we accept. */
 bool sha_is_valid(const char *s);
 

@@ -17,6 +17,7 @@
 #define HALT_REASONS_MAX 5             /* markers read for their reasons */
 #define MARKER_MAX 4096
 #define HALT_TEXT_MAX 1024
+#define REASON_SHOWN_MAX 200
 
 static int read_machine_id(char **ret, char **ret_error) {
         _cleanup_close_ int fd = open(MACHINE_ID_PATH, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -107,11 +108,15 @@ static void append_reason(FILE *f, S3Client *c, const char *bucket, const char *
         _cleanup_(s3_small_object_done) S3SmallObject o = {};
         json_auto_t *j = NULL;
         const char *reason = NULL;
+        char shown[REASON_SHOWN_MAX + 1];
 
         if (s3_get_small(c, bucket, key, NULL, MARKER_MAX, &o, NULL) >= 0 && o.body)
                 j = json_loadb(o.body, o.len, 0, NULL);
         reason = json_string_value(json_object_get(j, "reason"));
-        fprintf(f, "%s%s: %.200s", ftell(f) > 0 ? "; " : "", name, reason ?: "(no reason given)");
+        /* another host's words: printable ASCII only, so the halt text
+         * stays valid UTF-8 when cut and carries no terminal escapes */
+        fprintf(f, "%s%s: %s", ftell(f) > 0 ? "; " : "", name,
+                reason ? printable_copy(shown, sizeof shown, reason) : "(no reason given)");
 }
 
 static int halt_text(S3Client *c, const char *bucket, const Markers *m, char **ret) {

@@ -433,3 +433,12 @@ def test_halt_text_counts_the_hosts_it_does_not_name(fleet):
     named = [m for m in hosts if f"{m}: broke {m}" in text]
     assert "_abort: operator" in text and text.endswith("; and 1 more hosts"), text
     assert len(named) == 5, text
+
+
+def test_halt_text_from_hostile_reasons_is_printable(fleet):
+    """Reasons are other hosts' words: a cut inside a UTF-8 character must
+    not make the discover result unencodable (the halt would never be
+    seen), and no terminal escape reaches the journal or deployctl."""
+    text = halted_text(fleet, {"m-1": "a" + "\u00e9" * 150, "m-2": "red\x1b[31m\x07bell"}, "hostile")
+    assert all(0x20 <= ord(c) <= 0x7e for c in text), repr(text)
+    assert "m-1: a???" in text and "m-2: red?[31m?bell" in text, text
