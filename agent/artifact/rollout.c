@@ -314,12 +314,7 @@ bool rollout_host_id_is_valid(const char *s) {
                 return false;
         n = strlen(s);
 
-        if (n == 0 || n > 64 || s[0] == '_' || s[0] == '.')
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", s[i]))
-                        return false;
-        return true;
+        return n > 0 && n <= 64 && s[0] != '_' && s[0] != '.' && identity_chars_valid(s, n);
 }
 
 uint64_t rollout_wave_opens_usec(const RolloutPolicy *p, size_t k) {

@@ -72,6 +72,13 @@ int error_set(char **ret_error, int r, const char *fmt, ...) {
         return r;
 }
 
+bool identity_chars_valid(const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (!s[i] || !strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", s[i]))
+                        return false;
+        return true;
+}
+
 char *printable_copy(char *buf, size_t size, const char *s) {
         size_t i = 0;
 

@@ -488,11 +488,8 @@ static char *identity_value(const Reply *r) {
 
         while (n > 0 && is_space(r->body[n - 1]))
                 n--;
-        if (n == 0 || n > 64)
+        if (n == 0 || n > 64 || !identity_chars_valid(r->body, n))
                 return NULL;
-        for (size_t i = 0; i < n; i++)
-                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", r->body[i]))
-                        return NULL;
         return strndup(r->body, n);
 }
 

@@ -288,6 +288,25 @@ static void test_rollout_opens_fit_the_protocol(void **state) {
         assert_true(ROLLOUT_USEC_NEVER <= (uint64_t) INT64_MAX);
 }
 
+/* One character set for host ids and IMDS identity (credentials.c). */
+static void test_rollout_host_id(void **state) {
+        assert_true(rollout_host_id_is_valid("i-0abc.def_1"));
+        assert_false(rollout_host_id_is_valid(NULL));
+        assert_false(rollout_host_id_is_valid(""));
+        assert_false(rollout_host_id_is_valid("_abort"));
+        assert_false(rollout_host_id_is_valid(".x"));
+        assert_false(rollout_host_id_is_valid("a/b"));
+        assert_false(rollout_host_id_is_valid("a\x1b"));
+        assert_true(identity_chars_valid("us-east-1a", 10));
+        assert_false(identity_chars_valid("us east", 7));
+        assert_false(identity_chars_valid("ab\0c", 4));
+        for (int c = 1; c < 256; c++) {
+                char s[2] = { (char) c, 'x' };
+
+                assert_true(identity_chars_valid(s, 1) == rollout_host_id_is_valid((char[]){ 'a', (char) c, 0 }));
+        }
+}
+
 static void test_rollout_bucket(void **state) {
         /* Pinned: deployctl, the tests and any other tool must compute the
          * same bucket: SHA-256("host-1\n3f2c1ab"), first 8 bytes, mod 10000. */
@@ -303,6 +322,7 @@ int main(void) {
                 cmocka_unit_test(test_rollout_nul_and_size),  cmocka_unit_test(test_rollout_open_wave),
                 cmocka_unit_test(test_rollout_thousand_hosts), cmocka_unit_test(test_rollout_canary_paused_clock),
                 cmocka_unit_test(test_rollout_bucket),        cmocka_unit_test(test_rollout_opens_fit_the_protocol),
+                cmocka_unit_test(test_rollout_host_id),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
