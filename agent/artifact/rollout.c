@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "artifact/discover.h"
 #include "common/util.h"
 
 /* One "key=value" line, not NUL-terminated: the body is not ours to edit. */
@@ -182,13 +183,25 @@ static int parse_line(const char *s, size_t n, unsigned no, RolloutPolicy *p, un
         return parse_field(&l, p, seen, ret_error);
 }
 
-static int parse_first_line(const char *body, size_t n, RolloutPolicy *p, char **ret_error) {
-        size_t i = 0;
+static bool all_space(const char *s, const char *end) {
+        for (; s < end; s++)
+                if (!is_space(*s))
+                        return false;
+        return true;
+}
 
-        while (i < n && ((body[i] >= '0' && body[i] <= '9') || (body[i] >= 'a' && body[i] <= 'f')))
-                i++;
-        if ((i < n && !is_space(body[i])) || parse_sha(body, i, p->sha) < 0)
+/* Line 1 is what discover_parse_pointer() reads: the sha, then for an old
+ * pointer maybe whitespace and text this agent ignores. That text is
+ * tolerated only without policy lines: with them it is most likely a
+ * policy typed on the wrong line (`abc1234 paused=yes`), not to be
+ * ignored. */
+static int parse_first_line(const char *body, size_t n, RolloutPolicy *p, char **ret_error) {
+        const char *nl = memchr(body, '\n', n), *end = body + n;
+
+        if (discover_parse_pointer(body, n, p->sha) < 0)
                 return error_set(ret_error, -EBADMSG, "pointer line 1: not a sha (7..40 lowercase hex)");
+        if (nl && !all_space(body + strlen(p->sha), nl) && !all_space(nl + 1, end))
+                return error_set(ret_error, -EBADMSG, "pointer line 1: text after the sha before policy lines");
         return 0;
 }
 

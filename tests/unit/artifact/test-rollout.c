@@ -41,6 +41,30 @@ static void test_rollout_plain_pointer(void **state) {
         }
 }
 
+/* Line 1 as discover_parse_pointer() reads it: trailing text on an old
+ * pointer is still accepted when no policy line follows. */
+static void test_rollout_first_line_as_discover(void **state) {
+        static const char *const ok[] = { SHA, SHA "\n", SHA " build.tar.gz\n", SHA " x\n\n  \n", SHA "\r\n" };
+        static const char *const bad[] = { "", "abc12", SHA "x\n", "ABC1234\n", " " SHA "\n" };
+        char sha[41];
+
+        for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
+                _cleanup_free_ char *error = NULL;
+                RolloutPolicy p;
+
+                assert_int_equal(discover_parse_pointer(ok[i], strlen(ok[i]), sha), 0);
+                assert_int_equal(rollout_parse(ok[i], strlen(ok[i]), &p, &error), 0);
+                assert_string_equal(p.sha, sha);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *error = NULL;
+                RolloutPolicy p;
+
+                assert_int_equal(discover_parse_pointer(bad[i], strlen(bad[i]), sha), -EBADMSG);
+                assert_int_equal(rollout_parse(bad[i], strlen(bad[i]), &p, &error), -EBADMSG);
+        }
+}
+
 static void test_rollout_full(void **state) {
         const char *body = SHA40 "\nstarted=1800000000\nwaves=500,2500,10000\nwave_interval=900\n"
                            "max_failures=3\npaused=no\nprevious=aaaaaaa\n";
@@ -129,6 +153,8 @@ static void test_rollout_malformed(void **state) {
                 { SHA "\nstarted= 5\n", "line 2: started: not unix seconds" },
                 { SHA "\nstarted=99999999999999999999\n", "line 2: started: not unix seconds" },
                 { SHA "\nwave_interval=0\n", "line 2: wave_interval: not a number of seconds >= 1" },
+                { SHA " paused=yes\nmax_failures=2\n", "line 1: text after the sha" },
+                { SHA "\tbuild.tar.gz\npaused=yes\n", "line 1: text after the sha" },
                 { SHA "\nwave_interval=10000000000000\n", "line 2: wave_interval: more than a year" },
                 { SHA "\nwave_interval=31536001\n", "line 2: wave_interval: more than a year" },
                 { SHA "\nstarted=253402300800\n", "line 2: started: after the year 9999" },
@@ -323,6 +349,7 @@ int main(void) {
                 cmocka_unit_test(test_rollout_thousand_hosts), cmocka_unit_test(test_rollout_canary_paused_clock),
                 cmocka_unit_test(test_rollout_bucket),        cmocka_unit_test(test_rollout_opens_fit_the_protocol),
                 cmocka_unit_test(test_rollout_host_id),
+                cmocka_unit_test(test_rollout_first_line_as_discover),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
