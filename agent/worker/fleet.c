@@ -48,6 +48,14 @@ int fleet_resolve_identity(char **ret_host_id, char **ret_zone, char **ret_error
                 *ret_zone = TAKE_PTR(zone);
                 return 0;
         }
+        /* Only an absent IMDS (disabled, nothing listening or no route, 404)
+         * means "not EC2: use the machine id". A busy one (timeout, 5xx)
+         * fails this discover and is asked again next poll: falling back now
+         * would rename the host for a poll (another bucket, a second status
+         * object, markers under two names). */
+        if (r < 0 && r != -ENOKEY && r != -EHOSTUNREACH && r != -ECONNREFUSED)
+                return error_set(ret_error, r, "host id: IMDS did not answer (%s); retrying at the next poll",
+                                 imds_error ?: strerror(-r));
         log_debug("no instance id from IMDS (%s); using %s", imds_error ?: strerror(-r), MACHINE_ID_PATH);
         r = read_machine_id(&id, ret_error);
         if (r < 0)

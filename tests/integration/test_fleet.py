@@ -382,6 +382,24 @@ def test_host_identity_from_imds_else_machine_id(s3, imds):
     assert res["ok"] and res["host_id"] == machine_id, res
 
 
+def test_host_identity_not_renamed_by_a_busy_imds(s3, imds):
+    """IMDS answering 500 is there but busy: the discover fails and says
+    so (the next poll asks again) instead of naming the host by its
+    machine id for one poll. IMDS gone (connection refused) is no EC2."""
+    prefix = f"ident-busy-{os.getpid()}-{time.monotonic_ns() % 10**9}/"
+    imds.outage("500")
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=imds.env())
+    assert not res["ok"] and "IMDS" in res["error"] and "next poll" in res["error"], res
+    imds.outage(None)
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=imds.env())
+    assert res["ok"] and res["host_id"] == imds.instance_id, res
+    env = imds.env()
+    imds.outage("refuse")
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=env)
+    assert res["ok"] and res["host_id"] == open("/etc/machine-id").read().strip(), res
+    imds.outage(None)
+
+
 def test_host_identity_resolved_once_and_shown(fleet, imds):
     """The supervisor keeps the id a worker resolved and passes it in later
     jobs: IMDS is asked once, not at every poll; deployctl status shows it."""
