@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "artifact/discover.h"
 #include "common/util.h"
 
 /* One "key=value" line, not NUL-terminated: the body is not ours to edit. */
@@ -94,12 +95,17 @@ static bool value_is(const RolloutLine *l, const char *v) {
         return l->value_len == strlen(v) && memcmp(l->value, v, l->value_len) == 0;
 }
 
-/* Seconds to microseconds, refusing what would not fit. */
-static int parse_seconds(const RolloutLine *l, uint64_t min, uint64_t *ret) {
+/* Seconds to microseconds, within [min, max]. The bounds keep every time
+ * derived from them (started + k * wave_interval) below INT64_MAX, the
+ * most the worker protocol carries: an absurd pointer is then an error
+ * naming its line, not a result the supervisor refuses at every poll. */
+static int parse_seconds(const RolloutLine *l, uint64_t min, uint64_t max, uint64_t *ret) {
         uint64_t v;
 
         if (parse_number(l->value, l->value_len, UINT64_MAX / USEC_PER_SEC, &v) < 0 || v < min)
                 return -EINVAL;
+        if (v > max)
+                return -ERANGE;
         *ret = v * USEC_PER_SEC;
         return 0;
 }
@@ -107,6 +113,7 @@ static int parse_seconds(const RolloutLine *l, uint64_t min, uint64_t *ret) {
 static int parse_field(const RolloutLine *l, RolloutPolicy *p, unsigned *seen, char **ret_error) {
         uint64_t v;
         unsigned bit;
+        int r;
 
         if (key_is(l, "started"))
                 bit = SEEN_STARTED;
@@ -128,14 +135,17 @@ static int parse_field(const RolloutLine *l, RolloutPolicy *p, unsigned *seen, c
 
         switch (bit) {
         case SEEN_STARTED:
-                if (parse_seconds(l, 0, &p->started_usec) < 0)
-                        return line_error(ret_error, l, "not unix seconds");
+                r = parse_seconds(l, 0, ROLLOUT_STARTED_MAX_SEC, &p->started_usec);
+                if (r < 0)
+                        return line_error(ret_error, l, r == -ERANGE ? "after the year 9999" : "not unix seconds");
                 return 0;
         case SEEN_WAVES:
                 return parse_waves(l, p, ret_error);
         case SEEN_INTERVAL:
-                if (parse_seconds(l, 1, &p->wave_interval_usec) < 0)
-                        return line_error(ret_error, l, "not a number of seconds >= 1");
+                r = parse_seconds(l, 1, ROLLOUT_INTERVAL_MAX_SEC, &p->wave_interval_usec);
+                if (r < 0)
+                        return line_error(ret_error, l, r == -ERANGE ? "more than a year" :
+                                                                      "not a number of seconds >= 1");
                 return 0;
         case SEEN_MAX_FAILURES:
                 if (parse_number(l->value, l->value_len, UINT32_MAX, &v) < 0 || v == 0)
@@ -173,13 +183,25 @@ static int parse_line(const char *s, size_t n, unsigned no, RolloutPolicy *p, un
         return parse_field(&l, p, seen, ret_error);
 }
 
-static int parse_first_line(const char *body, size_t n, RolloutPolicy *p, char **ret_error) {
-        size_t i = 0;
+static bool all_space(const char *s, const char *end) {
+        for (; s < end; s++)
+                if (!is_space(*s))
+                        return false;
+        return true;
+}
 
-        while (i < n && ((body[i] >= '0' && body[i] <= '9') || (body[i] >= 'a' && body[i] <= 'f')))
-                i++;
-        if ((i < n && !is_space(body[i])) || parse_sha(body, i, p->sha) < 0)
+/* Line 1 is what discover_parse_pointer() reads: the sha, then for an old
+ * pointer maybe whitespace and text this agent ignores. That text is
+ * tolerated only without policy lines: with them it is most likely a
+ * policy typed on the wrong line (`abc1234 paused=yes`), not to be
+ * ignored. */
+static int parse_first_line(const char *body, size_t n, RolloutPolicy *p, char **ret_error) {
+        const char *nl = memchr(body, '\n', n), *end = body + n;
+
+        if (discover_parse_pointer(body, n, p->sha) < 0)
                 return error_set(ret_error, -EBADMSG, "pointer line 1: not a sha (7..40 lowercase hex)");
+        if (nl && !all_space(body + strlen(p->sha), nl) && !all_space(nl + 1, end))
+                return error_set(ret_error, -EBADMSG, "pointer line 1: text after the sha before policy lines");
         return 0;
 }
 
@@ -299,19 +321,19 @@ bool rollout_admits(const RolloutPolicy *p, const char *host_id, bool canary, ui
 }
 
 bool rollout_host_id_is_valid(const char *s) {
-        size_t n = strlen(s);
+        size_t n;
 
-        if (n == 0 || n > 64 || s[0] == '_' || s[0] == '.')
+        if (!s)         /* a field read from untrusted JSON may be absent or of another type */
                 return false;
-        for (size_t i = 0; i < n; i++)
-                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", s[i]))
-                        return false;
-        return true;
+        n = strlen(s);
+
+        return n > 0 && n <= 64 && s[0] != '_' && s[0] != '.' && identity_chars_valid(s, n);
 }
 
 uint64_t rollout_wave_opens_usec(const RolloutPolicy *p, size_t k) {
-        if (k > 0 && p->wave_interval_usec > (UINT64_MAX - p->started_usec) / k)
-                return UINT64_MAX;
+        if (p->started_usec >= ROLLOUT_USEC_NEVER ||
+            (k > 0 && p->wave_interval_usec > (ROLLOUT_USEC_NEVER - p->started_usec) / k))
+                return ROLLOUT_USEC_NEVER;
         return p->started_usec + k * p->wave_interval_usec;
 }
 

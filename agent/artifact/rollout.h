@@ -58,7 +58,14 @@ bool rollout_admits(const RolloutPolicy *p, const char *host_id, bool canary, ui
  * id names an S3 key, and '_' is kept for markers like bad/<sha>/_abort. */
 bool rollout_host_id_is_valid(const char *s);
 
-/* When wave k opens (started + k * wave_interval); UINT64_MAX on overflow. */
+/* The most a pointer may say: year 9999, and one wave a year. */
+#define ROLLOUT_STARTED_MAX_SEC UINT64_C(253402300799)
+#define ROLLOUT_INTERVAL_MAX_SEC UINT64_C(31536000)
+/* "Never": the largest time the worker protocol carries (an int64 on the wire). */
+#define ROLLOUT_USEC_NEVER ((uint64_t) INT64_MAX)
+
+/* When wave k opens (started + k * wave_interval); ROLLOUT_USEC_NEVER when
+ * that would not fit. */
 uint64_t rollout_wave_opens_usec(const RolloutPolicy *p, size_t k);
 
 /* The first wave whose basis points exceed bucket (the wave that admits it). */

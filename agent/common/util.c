@@ -72,6 +72,22 @@ int error_set(char **ret_error, int r, const char *fmt, ...) {
         return r;
 }
 
+bool identity_chars_valid(const char *s, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (!s[i] || !strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", s[i]))
+                        return false;
+        return true;
+}
+
+char *printable_copy(char *buf, size_t size, const char *s) {
+        size_t i = 0;
+
+        for (; s && s[i] && i + 1 < size; i++)
+                buf[i] = s[i] >= 0x20 && s[i] <= 0x7e ? s[i] : '?';
+        buf[i] = '\0';
+        return buf;
+}
+
 char *strdup_printf(const char *fmt, ...) {
         va_list ap;
         char *s;

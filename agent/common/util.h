@@ -95,6 +95,16 @@ int error_context(char **ret_error, int r, const char *what);
 /* A malloc'd formatted string, or NULL when out of memory. */
 char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 
+/* n bytes of [A-Za-z0-9._-]: the one character set of a host id and of
+ * what IMDS names an instance or a zone (safe in an S3 key and a log line). */
+bool identity_chars_valid(const char *s, size_t n);
+
+/* Text another host or a server wrote, made safe to log or print: into buf
+ * (size > 0), printable ASCII kept and every other byte '?', cut to fit.
+ * No terminal escape survives, and the cut cannot split a UTF-8 sequence
+ * (jansson refuses a string that is not valid UTF-8). Returns buf. */
+char *printable_copy(char *buf, size_t size, const char *s);
+
 /* true for 7..40 lowercase hex characters: the only SHA spelling we accept. */
 bool sha_is_valid(const char *s);
 

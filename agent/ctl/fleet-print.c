@@ -9,6 +9,16 @@ static const char *str(const json_t *o, const char *key) {
         return json_string_value(json_object_get(o, key));
 }
 
+#define SHOWN_MAX 512
+
+/* Every string here was written by some host: printable ASCII only on the
+ * operator's terminal (no escape sequences), bounded. */
+static const char *shown(const json_t *o, const char *key, char buf[static SHOWN_MAX]) {
+        const char *s = str(o, key);
+
+        return s ? printable_copy(buf, SHOWN_MAX, s) : NULL;
+}
+
 static json_int_t num(const json_t *o, const char *key) {
         return json_integer_value(json_object_get(o, key));
 }
@@ -47,6 +57,7 @@ static void print_pointer(json_t *ptr, json_t *rollout, FILE *out) {
 
 static void print_breaker(json_t *report, FILE *out) {
         json_t *b = json_object_get(report, "breaker"), *h;
+        char t1[SHOWN_MAX], t2[SHOWN_MAX], t3[SHOWN_MAX];
         size_t i;
 
         if (!json_is_true(json_object_get(b, "halted"))) {
@@ -55,41 +66,46 @@ static void print_breaker(json_t *report, FILE *out) {
                 return;
         }
         if (json_is_true(json_object_get(b, "aborted")))
-                fprintf(out, "halted    yes: aborted (%s)\n", str(b, "abort_reason") ?: "no reason given");
+                fprintf(out, "halted    yes: aborted (%s)\n", shown(b, "abort_reason", t1) ?: "no reason given");
         else
                 fprintf(out, "halted    yes: %lld hosts rolled it back (max_failures %lld)\n",
                         (long long) num(b, "failures"), (long long) num(b, "max_failures"));
         json_array_foreach(json_object_get(b, "hosts"), i, h)
-                fprintf(out, "            %-24s %-21s %s\n", strempty(str(h, "host_id")), str(h, "time") ?: "-",
-                        str(h, "reason") ?: "-");
+                fprintf(out, "            %-24s %-21s %s\n", strempty(shown(h, "host_id", t1)),
+                        shown(h, "time", t2) ?: "-", shown(h, "reason", t3) ?: "-");
 }
 
 static void print_builds(json_t *report, FILE *out) {
         json_t *builds = json_object_get(report, "builds"), *states, *n;
         const char *sha, *state;
+        char t1[SHOWN_MAX], t2[SHOWN_MAX];
 
         fprintf(out, "\n%-41s %-14s %5s\n", "BUILD", "STATE", "HOSTS");
         json_object_foreach(builds, sha, states)
                 json_object_foreach(states, state, n)
-                        fprintf(out, "%-41s %-14s %5lld\n", sha, state, (long long) json_integer_value(n));
+                        fprintf(out, "%-41s %-14s %5lld\n", printable_copy(t1, sizeof t1, sha),
+                                printable_copy(t2, sizeof t2, state), (long long) json_integer_value(n));
 }
 
 static void print_hosts(json_t *report, FILE *out) {
+        char t1[SHOWN_MAX], t2[SHOWN_MAX], t3[SHOWN_MAX], t4[SHOWN_MAX];
         json_t *h;
         size_t i;
 
         if (json_array_size(json_object_get(report, "failed")) > 0)
                 fprintf(out, "\n%-24s %-12s %-12s %s\n", "FAILED HOST", "STATE", "BUILD", "LAST ERROR");
         json_array_foreach(json_object_get(report, "failed"), i, h)
-                fprintf(out, "%-24s %-12s %-12.12s %s\n", strempty(str(h, "host_id")), strempty(str(h, "state")),
-                        str(h, "current") ?: "-", str(h, "last_error") ?: "-");
+                fprintf(out, "%-24s %-12s %-12.12s %s\n", strempty(shown(h, "host_id", t1)),
+                        strempty(shown(h, "state", t2)), shown(h, "current", t3) ?: "-",
+                        shown(h, "last_error", t4) ?: "-");
         if (json_array_size(json_object_get(report, "stale")) > 0)
                 fprintf(out, "\n%-24s %-21s %s\n", "STALE HOST", "LAST REPORT", "AGE");
         json_array_foreach(json_object_get(report, "stale"), i, h)
-                fprintf(out, "%-24s %-21s %llds\n", strempty(str(h, "host_id")), str(h, "time") ?: "never",
+                fprintf(out, "%-24s %-21s %llds\n", strempty(shown(h, "host_id", t1)), shown(h, "time", t2) ?: "never",
                         (long long) num(h, "age_sec"));
         json_array_foreach(json_object_get(report, "unreadable"), i, h)
-                fprintf(out, "unreadable status %s: %s\n", strempty(str(h, "key")), strempty(str(h, "error")));
+                fprintf(out, "unreadable status %s: %s\n", strempty(shown(h, "key", t1)),
+                        strempty(shown(h, "error", t2)));
 }
 
 void fleet_print_status(json_t *report, FILE *out) {

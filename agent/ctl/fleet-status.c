@@ -100,6 +100,36 @@ static json_t *host_entry(json_t *st, uint64_t now, uint64_t margin_usec) {
                          "age_sec", (json_int_t) (known && now > t ? (now - t) / USEC_PER_SEC : 0));
 }
 
+static bool string_or_null(const json_t *o, const char *key) {
+        json_t *v = json_object_get(o, key);
+
+        return !v || json_is_string(v) || json_is_null(v);
+}
+
+/* Every field host_entry() and the summary read, checked for type: an
+ * object that is valid JSON but not a status object is unreadable, never
+ * fatal (one broken host must not hide the others). */
+static bool status_is_valid(const json_t *st) {
+        static const char *const strings[] = { "zone", "current", "previous", "state", "last_error", "time" };
+        json_t *bad = json_object_get(st, "bad"), *rollout = json_object_get(st, "rollout"),
+               *interval = json_object_get(st, "status_interval_sec"), *v;
+        size_t i;
+
+        if (!rollout_host_id_is_valid(field_string(st, "host_id")))
+                return false;
+        for (i = 0; i < ELEMENTSOF(strings); i++)
+                if (!string_or_null(st, strings[i]))
+                        return false;
+        if (bad && !json_is_null(bad) && !json_is_array(bad))
+                return false;
+        json_array_foreach(bad, i, v)
+                if (!json_is_string(v))
+                        return false;
+        if (rollout && !json_is_null(rollout) && !json_is_object(rollout))
+                return false;
+        return !interval || json_is_null(interval) || json_is_integer(interval);
+}
+
 /* One status object into hosts, or why not into unreadable. */
 static int read_host(S3Client *c, const char *bucket, const char *key, uint64_t now, uint64_t margin, json_t *hosts,
                      json_t *unreadable) {
@@ -113,6 +143,8 @@ static int read_host(S3Client *c, const char *bucket, const char *key, uint64_t 
                 return 0;
         if (r >= 0 && !rollout_host_id_is_valid(field_string(st, "host_id")))
                 r = error_set(&why, -EBADMSG, "no valid host_id");
+        else if (r >= 0 && !status_is_valid(st))
+                r = error_set(&why, -EBADMSG, "a field of the wrong type");
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
@@ -266,7 +298,7 @@ static json_t *rollout_json(const RolloutPolicy *p, json_t *hosts, uint64_t now)
         return json_pack("{s:s,s:i,s:i,s:f,s:o,s:i,s:i,s:f}", "sha", p->sha, "wave", (int) open + 1,
                          "waves", (int) p->n_waves, "wave_percent",
                          p->has_waves ? p->waves[open] / 100.0 : 100.0,
-                         "next_wave", p->has_waves && open + 1 < p->n_waves && next != UINT64_MAX ?
+                         "next_wave", p->has_waves && open + 1 < p->n_waves && next != ROLLOUT_USEC_NEVER ?
                                  json_string(format_timestamp(next, when)) : json_null(),
                          "hosts_on_build", (int) on, "hosts", (int) n,
                          "share_percent", n ? 100.0 * (double) on / (double) n : 0.0);

@@ -378,8 +378,9 @@ static int imds_get_token(CredentialsProvider *p, char **ret_error) {
         r = imds_call(p, true, "/latest/api/token", &reply, ret_error);
         if (r < 0)
                 return r;
-        if (reply.status != 200)
-                return error_set(ret_error, -EACCES, "IMDS token request: HTTP %ld", reply.status);
+        if (reply.status != 200)        /* 404: no IMDSv2 here at all */
+                return error_set(ret_error, reply.status == 404 ? -ENOKEY : -EACCES, "IMDS token request: HTTP %ld",
+                                 reply.status);
         if (!token_is_valid(reply.body, 4096))
                 return error_set(ret_error, -EBADMSG, "IMDS token request: invalid token");
         free_secret(p->token);
@@ -488,11 +489,8 @@ static char *identity_value(const Reply *r) {
 
         while (n > 0 && is_space(r->body[n - 1]))
                 n--;
-        if (n == 0 || n > 64)
+        if (n == 0 || n > 64 || !identity_chars_valid(r->body, n))
                 return NULL;
-        for (size_t i = 0; i < n; i++)
-                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", r->body[i]))
-                        return NULL;
         return strndup(r->body, n);
 }
 

@@ -17,6 +17,7 @@
 #define HALT_REASONS_MAX 5             /* markers read for their reasons */
 #define MARKER_MAX 4096
 #define HALT_TEXT_MAX 1024
+#define REASON_SHOWN_MAX 200
 
 static int read_machine_id(char **ret, char **ret_error) {
         _cleanup_close_ int fd = open(MACHINE_ID_PATH, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -47,6 +48,14 @@ int fleet_resolve_identity(char **ret_host_id, char **ret_zone, char **ret_error
                 *ret_zone = TAKE_PTR(zone);
                 return 0;
         }
+        /* Only an absent IMDS (disabled, nothing listening or no route, 404)
+         * means "not EC2: use the machine id". A busy one (timeout, 5xx)
+         * fails this discover and is asked again next poll: falling back now
+         * would rename the host for a poll (another bucket, a second status
+         * object, markers under two names). */
+        if (r < 0 && r != -ENOKEY && r != -EHOSTUNREACH && r != -ECONNREFUSED)
+                return error_set(ret_error, r, "host id: IMDS did not answer (%s); retrying at the next poll",
+                                 imds_error ?: strerror(-r));
         log_debug("no instance id from IMDS (%s); using %s", imds_error ?: strerror(-r), MACHINE_ID_PATH);
         r = read_machine_id(&id, ret_error);
         if (r < 0)
@@ -59,11 +68,13 @@ int fleet_resolve_identity(char **ret_host_id, char **ret_zone, char **ret_error
 /* ---- the breaker ---- */
 
 typedef struct Markers {
+        const char *prefix;
         size_t prefix_len;
         unsigned hosts;
         bool abort;
-        char *keys[HALT_REASONS_MAX + 1]; /* _abort first when there is one */
+        char *keys[HALT_REASONS_MAX + 1]; /* _abort and up to HALT_REASONS_MAX hosts, in listing order */
         size_t n_keys;
+        unsigned hosts_kept;           /* host markers among keys */
 } Markers;
 
 static void markers_done(Markers *m) {
@@ -73,21 +84,29 @@ static void markers_done(Markers *m) {
 
 static int marker_cb(const S3Object *o, void *userdata) {
         Markers *m = userdata;
-        const char *name = o->key + m->prefix_len;
-        bool abort_marker = streq(name, "_abort");
+        const char *name;
+        bool abort_marker;
 
+        /* The listing is the server's word: a key outside the prefix asked
+         * for is no marker (and name would point past its end). */
+        if (strlen(o->key) <= m->prefix_len || strncmp(o->key, m->prefix, m->prefix_len) != 0)
+                return 0;
+        name = o->key + m->prefix_len;
+        abort_marker = streq(name, "_abort");
         /* bad/<sha>/<host_id> only: deeper keys and odd names are not markers */
-        if (strlen(o->key) <= m->prefix_len || (!abort_marker && !rollout_host_id_is_valid(name)))
+        if (!abort_marker && !rollout_host_id_is_valid(name))
                 return 0;
         if (abort_marker)
                 m->abort = true;
         else
                 m->hosts++;
-        if (m->n_keys < ELEMENTSOF(m->keys) && (abort_marker || m->n_keys < HALT_REASONS_MAX)) {
+        if (m->n_keys < ELEMENTSOF(m->keys) && (abort_marker || m->hosts_kept < HALT_REASONS_MAX)) {
                 m->keys[m->n_keys] = strdup(o->key);
                 if (!m->keys[m->n_keys])
                         return -ENOMEM;
                 m->n_keys++;
+                if (!abort_marker)
+                        m->hosts_kept++;
         }
         return 0;
 }
@@ -97,11 +116,15 @@ static void append_reason(FILE *f, S3Client *c, const char *bucket, const char *
         _cleanup_(s3_small_object_done) S3SmallObject o = {};
         json_auto_t *j = NULL;
         const char *reason = NULL;
+        char shown[REASON_SHOWN_MAX + 1];
 
         if (s3_get_small(c, bucket, key, NULL, MARKER_MAX, &o, NULL) >= 0 && o.body)
                 j = json_loadb(o.body, o.len, 0, NULL);
         reason = json_string_value(json_object_get(j, "reason"));
-        fprintf(f, "%s%s: %.200s", ftell(f) > 0 ? "; " : "", name, reason ?: "(no reason given)");
+        /* another host's words: printable ASCII only, so the halt text
+         * stays valid UTF-8 when cut and carries no terminal escapes */
+        fprintf(f, "%s%s: %s", ftell(f) > 0 ? "; " : "", name,
+                reason ? printable_copy(shown, sizeof shown, reason) : "(no reason given)");
 }
 
 static int halt_text(S3Client *c, const char *bucket, const Markers *m, char **ret) {
@@ -113,8 +136,8 @@ static int halt_text(S3Client *c, const char *bucket, const Markers *m, char **r
                 return -ENOMEM;
         for (size_t i = 0; i < m->n_keys; i++)
                 append_reason(f, c, bucket, m->keys[i], m->keys[i] + m->prefix_len);
-        if (m->hosts > HALT_REASONS_MAX)
-                fprintf(f, "; and %u more hosts", m->hosts - HALT_REASONS_MAX);
+        if (m->hosts > m->hosts_kept)
+                fprintf(f, "; and %u more hosts", m->hosts - m->hosts_kept);
         if (fclose(f) != 0)
                 return -ENOMEM;
         if (strlen(buf) > HALT_TEXT_MAX)
@@ -131,6 +154,7 @@ int fleet_breaker(S3Client *c, const char *bucket, const char *prefix, const cha
 
         if (!dir)
                 return -ENOMEM;
+        m.prefix = dir;
         m.prefix_len = strlen(dir);
         r = s3_list_objects(c, bucket, dir, marker_cb, &m, ret_error);
         if (r < 0)

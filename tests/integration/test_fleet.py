@@ -387,6 +387,24 @@ def test_host_identity_from_imds_else_machine_id(s3, imds):
     assert res["ok"] and res["host_id"] == machine_id, res
 
 
+def test_host_identity_not_renamed_by_a_busy_imds(s3, imds):
+    """IMDS answering 500 is there but busy: the discover fails and says
+    so (the next poll asks again) instead of naming the host by its
+    machine id for one poll. IMDS gone (connection refused) is no EC2."""
+    prefix = f"ident-busy-{os.getpid()}-{time.monotonic_ns() % 10**9}/"
+    imds.outage("500")
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=imds.env())
+    assert not res["ok"] and "IMDS" in res["error"] and "next poll" in res["error"], res
+    imds.outage(None)
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=imds.env())
+    assert res["ok"] and res["host_id"] == imds.instance_id, res
+    env = imds.env()
+    imds.outage("refuse")
+    res, _, _ = run_worker("discover", identity_job(s3, prefix), env=env)
+    assert res["ok"] and res["host_id"] == open("/etc/machine-id").read().strip(), res
+    imds.outage(None)
+
+
 def test_host_identity_resolved_once_and_shown(fleet, imds):
     """The supervisor keeps the id a worker resolved and passes it in later
     jobs: IMDS is asked once, not at every poll; deployctl status shows it."""
@@ -410,3 +428,40 @@ def test_host_identity_resolved_once_and_shown(fleet, imds):
     r = subprocess.run([str(DEPLOYCTL_BIN), "-s", str(host.socket), "status"], capture_output=True, text=True,
                        timeout=30)
     assert f"host     {imds.instance_id} in us-east-1a" in r.stdout, r.stdout
+
+
+def halted_text(fleet, markers, name):
+    """The halt a one-host fleet reports for a build with these bad markers
+    (name -> reason) under it."""
+    fleet.hosts = fleet.hosts[:1]
+    base = started_fleet(fleet)
+    sha = hashlib.sha1(name.encode()).hexdigest()[:12]
+    fleet.publish(sha)
+    for marker, reason in markers.items():
+        fleet.s3.put(f"{fleet.prefix}fleet/bad/{sha}/{marker}",
+                     json.dumps({"host_id": marker, "sha": sha, "reason": reason}).encode())
+    fleet.point(sha, started=int(time.time()), waves="10000", wave_interval=60, max_failures=1, paused="no",
+                previous=base)
+    h = fleet.hosts[0]
+    fleet.wait(lambda: (h.ctl_status()["rollout"] or {}).get("status") == "halted", f"{sha} halted")
+    assert h.current() == base and not h.ever_activated(sha)
+    return h.ctl_status()["rollout"]["halted"]
+
+
+def test_halt_text_counts_the_hosts_it_does_not_name(fleet):
+    """_abort sorts before lowercase host ids: the reasons shown and the
+    "and N more hosts" add up to every host marker."""
+    hosts = [f"m-{i}" for i in range(1, 7)]
+    text = halted_text(fleet, {"_abort": "operator", **{m: f"broke {m}" for m in hosts}}, "count")
+    named = [m for m in hosts if f"{m}: broke {m}" in text]
+    assert "_abort: operator" in text and text.endswith("; and 1 more hosts"), text
+    assert len(named) == 5, text
+
+
+def test_halt_text_from_hostile_reasons_is_printable(fleet):
+    """Reasons are other hosts' words: a cut inside a UTF-8 character must
+    not make the discover result unencodable (the halt would never be
+    seen), and no terminal escape reaches the journal or deployctl."""
+    text = halted_text(fleet, {"m-1": "a" + "\u00e9" * 150, "m-2": "red\x1b[31m\x07bell"}, "hostile")
+    assert all(0x20 <= ord(c) <= 0x7e for c in text), repr(text)
+    assert "m-1: a???" in text and "m-2: red?[31m?bell" in text, text

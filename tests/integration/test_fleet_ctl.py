@@ -412,6 +412,33 @@ def test_fleet_status_with_waves_as_text(agent):
     assert "halted    yes: 1 hosts rolled it back (max_failures 1)" in text
 
 
+def test_fleet_status_lists_wrong_typed_status_objects_as_unreadable(agent):
+    """Valid JSON that is not a status object (no host_id, a field of the
+    wrong type) is one unreadable entry, never a crash of the whole status."""
+    configure(agent)
+    assert publish(agent, SHA_A, build(agent), "--pointer", pointer_key(agent)).returncode == 0
+    fp = fleet_prefix(agent)
+    good = host_status("web-1", SHA_A)
+    wrong = {"empty": {}, "int-id": {**good, "host_id": 5}, "null-id": {**good, "host_id": None},
+             "state": {**good, "host_id": "web-s", "state": 7},
+             "current": {**good, "host_id": "web-c", "current": ["x"]},
+             "last-error": {**good, "host_id": "web-e", "last_error": {"a": 1}},
+             "time": {**good, "host_id": "web-t", "time": 12},
+             "bad": {**good, "host_id": "web-b", "bad": "x"},
+             "bad-item": {**good, "host_id": "web-i", "bad": [1]},
+             "rollout": {**good, "host_id": "web-r", "rollout": "x"},
+             "interval": {**good, "host_id": "web-n", "status_interval_sec": "1"}}
+    put_json(agent, f"{fp}status/web-1.json", good)
+    for name, obj in wrong.items():
+        put_json(agent, f"{fp}status/{name}.json", obj)
+    for args in (("--json", "status", "app"), ("status", "app")):
+        r = fleetctl(agent, *args)
+        assert r.returncode == 0, (args, r.returncode, r.stderr)
+    s = json.loads(fleetctl(agent, "--json", "status", "app").stdout)
+    assert [h["host_id"] for h in s["hosts"]] == ["web-1"]
+    assert sorted(u["key"].rsplit("/", 1)[1] for u in s["unreadable"]) == sorted(f"{n}.json" for n in wrong)
+
+
 def test_fleet_status_without_fleet_prefix_is_a_clear_error(agent):
     agent.write_config(select="pointer", pointer_key=pointer_key(agent))
     r = fleetctl(agent, "status", "app")

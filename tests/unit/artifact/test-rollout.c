@@ -41,6 +41,30 @@ static void test_rollout_plain_pointer(void **state) {
         }
 }
 
+/* Line 1 as discover_parse_pointer() reads it: trailing text on an old
+ * pointer is still accepted when no policy line follows. */
+static void test_rollout_first_line_as_discover(void **state) {
+        static const char *const ok[] = { SHA, SHA "\n", SHA " build.tar.gz\n", SHA " x\n\n  \n", SHA "\r\n" };
+        static const char *const bad[] = { "", "abc12", SHA "x\n", "ABC1234\n", " " SHA "\n" };
+        char sha[41];
+
+        for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
+                _cleanup_free_ char *error = NULL;
+                RolloutPolicy p;
+
+                assert_int_equal(discover_parse_pointer(ok[i], strlen(ok[i]), sha), 0);
+                assert_int_equal(rollout_parse(ok[i], strlen(ok[i]), &p, &error), 0);
+                assert_string_equal(p.sha, sha);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *error = NULL;
+                RolloutPolicy p;
+
+                assert_int_equal(discover_parse_pointer(bad[i], strlen(bad[i]), sha), -EBADMSG);
+                assert_int_equal(rollout_parse(bad[i], strlen(bad[i]), &p, &error), -EBADMSG);
+        }
+}
+
 static void test_rollout_full(void **state) {
         const char *body = SHA40 "\nstarted=1800000000\nwaves=500,2500,10000\nwave_interval=900\n"
                            "max_failures=3\npaused=no\nprevious=aaaaaaa\n";
@@ -129,6 +153,11 @@ static void test_rollout_malformed(void **state) {
                 { SHA "\nstarted= 5\n", "line 2: started: not unix seconds" },
                 { SHA "\nstarted=99999999999999999999\n", "line 2: started: not unix seconds" },
                 { SHA "\nwave_interval=0\n", "line 2: wave_interval: not a number of seconds >= 1" },
+                { SHA " paused=yes\nmax_failures=2\n", "line 1: text after the sha" },
+                { SHA "\tbuild.tar.gz\npaused=yes\n", "line 1: text after the sha" },
+                { SHA "\nwave_interval=10000000000000\n", "line 2: wave_interval: more than a year" },
+                { SHA "\nwave_interval=31536001\n", "line 2: wave_interval: more than a year" },
+                { SHA "\nstarted=253402300800\n", "line 2: started: after the year 9999" },
                 { SHA "\nmax_failures=0\n", "line 2: max_failures: not a number >= 1" },
                 { SHA "\nmax_failures=4294967296\n", "line 2: max_failures: not a number >= 1" },
                 { SHA "\nprevious=XYZ\n", "line 2: previous: not a sha" },
@@ -267,6 +296,43 @@ static void test_rollout_canary_paused_clock(void **state) {
         }
 }
 
+/* The latest pointer allowed still gives wave times the worker protocol
+ * carries (int64), and a policy built by hand saturates there. */
+static void test_rollout_opens_fit_the_protocol(void **state) {
+        const char *body = SHA "\nstarted=253402300799\nwaves=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,10000\n"
+                           "wave_interval=31536000\n";
+        _cleanup_free_ char *error = NULL;
+        RolloutPolicy p;
+
+        assert_int_equal(rollout_parse(body, strlen(body), &p, &error), 0);
+        assert_true(rollout_wave_opens_usec(&p, 15) < ROLLOUT_USEC_NEVER);
+        assert_true(rollout_wave_opens_usec(&p, SIZE_MAX) == ROLLOUT_USEC_NEVER);
+        p.wave_interval_usec = UINT64_MAX / 2;
+        assert_true(rollout_wave_opens_usec(&p, 1) == ROLLOUT_USEC_NEVER);
+        p.started_usec = UINT64_MAX;
+        assert_true(rollout_wave_opens_usec(&p, 0) == ROLLOUT_USEC_NEVER);
+        assert_true(ROLLOUT_USEC_NEVER <= (uint64_t) INT64_MAX);
+}
+
+/* One character set for host ids and IMDS identity (credentials.c). */
+static void test_rollout_host_id(void **state) {
+        assert_true(rollout_host_id_is_valid("i-0abc.def_1"));
+        assert_false(rollout_host_id_is_valid(NULL));
+        assert_false(rollout_host_id_is_valid(""));
+        assert_false(rollout_host_id_is_valid("_abort"));
+        assert_false(rollout_host_id_is_valid(".x"));
+        assert_false(rollout_host_id_is_valid("a/b"));
+        assert_false(rollout_host_id_is_valid("a\x1b"));
+        assert_true(identity_chars_valid("us-east-1a", 10));
+        assert_false(identity_chars_valid("us east", 7));
+        assert_false(identity_chars_valid("ab\0c", 4));
+        for (int c = 1; c < 256; c++) {
+                char s[2] = { (char) c, 'x' };
+
+                assert_true(identity_chars_valid(s, 1) == rollout_host_id_is_valid((char[]){ 'a', (char) c, 0 }));
+        }
+}
+
 static void test_rollout_bucket(void **state) {
         /* Pinned: deployctl, the tests and any other tool must compute the
          * same bucket: SHA-256("host-1\n3f2c1ab"), first 8 bytes, mod 10000. */
@@ -281,7 +347,9 @@ int main(void) {
                 cmocka_unit_test(test_rollout_round_trip),    cmocka_unit_test(test_rollout_malformed),
                 cmocka_unit_test(test_rollout_nul_and_size),  cmocka_unit_test(test_rollout_open_wave),
                 cmocka_unit_test(test_rollout_thousand_hosts), cmocka_unit_test(test_rollout_canary_paused_clock),
-                cmocka_unit_test(test_rollout_bucket),
+                cmocka_unit_test(test_rollout_bucket),        cmocka_unit_test(test_rollout_opens_fit_the_protocol),
+                cmocka_unit_test(test_rollout_host_id),
+                cmocka_unit_test(test_rollout_first_line_as_discover),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "ctl/fleet.h"
+#include "ctl/fleet-print.h"
 #include "common/util.h"
 
 static void check_waves(const char *s, const unsigned *want, size_t n) {
@@ -59,6 +60,42 @@ static void test_waves_refused(void **state) {
         check_bad("99999999999999999999%,100%", "percentage");
 }
 
+/* Hosts' words reach the terminal as printable ASCII, cut without splitting
+ * a UTF-8 sequence (anything not ASCII is '?'). */
+static void test_printable(void **state) {
+        char buf[8];
+
+        assert_string_equal(printable_copy(buf, sizeof buf, "ok\x1b[2Jx"), "ok?[2Jx");
+        assert_string_equal(printable_copy(buf, sizeof buf, "a\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"), "a??????");
+        assert_string_equal(printable_copy(buf, sizeof buf, "tab\there\n"), "tab?her");
+        assert_string_equal(printable_copy(buf, sizeof buf, NULL), "");
+        assert_string_equal(printable_copy(buf, 1, "x"), "");
+}
+
+static void test_print_escapes(void **state) {
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+        json_t *report = json_pack(
+                "{s:{s:b,s:b,s:s,s:i,s:i,s:[{s:s,s:s,s:s}]},s:{s:{s:i}},s:[{s:s,s:s,s:s,s:s}],s:[],s:[]}",
+                "breaker", "halted", 1, "aborted", 0, "sha", "abc1234", "failures", 1, "max_failures", 1,
+                "hosts", "host_id", "web-1", "time", "t\x1b]0;x\x07", "reason", "boom\x1b[31m",
+                "builds", "abc1234\x1b[1m", "idle\r", 1,
+                "failed", "host_id", "web-1", "state", "fail\x1b[0m", "current", "abc", "last_error", "e\x1b[2J\xc3\xa9",
+                "stale", "unreadable");
+
+        assert_non_null(report);
+        assert_non_null(f);
+        fleet_print_status(report, f);
+        assert_int_equal(fclose(f), 0);
+        json_decref(report);
+        for (const char *p = text; *p; p++)
+                if ((*p < 0x20 && *p != '\n') || *p > 0x7e)
+                        fail_msg("byte 0x%02x at %zu in:\n%s", (unsigned char) *p, (size_t) (p - text), text);
+        assert_non_null(strstr(text, "boom?[31m"));
+        assert_non_null(strstr(text, "e?[2J??"));
+}
+
 static void test_exit_codes(void **state) {
         assert_int_equal(fleet_exit_code(0), 0);
         assert_int_equal(fleet_exit_code(S3_CONDITION_FAILED), FLEET_EXIT_CONFLICT);
@@ -74,6 +111,8 @@ int main(void) {
                 cmocka_unit_test(test_waves),
                 cmocka_unit_test(test_waves_refused),
                 cmocka_unit_test(test_exit_codes),
+                cmocka_unit_test(test_printable),
+                cmocka_unit_test(test_print_escapes),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
