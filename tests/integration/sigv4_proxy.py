@@ -47,7 +47,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 from botocore.auth import EMPTY_SHA256_HASH, UNSIGNED_PAYLOAD, S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -175,7 +175,7 @@ class SigV4Proxy:
         self.throttle_bps = None    # response body bytes/second, None = unlimited
         self.faults = []
         self.lock = threading.Lock()
-        self._key_locks = {}        # object path -> lock held by a write to it
+        self._key_locks = {}        # object path -> _KeyLock
         self._server = _Server((host, port), _Handler)
         self._server.proxy = self
         self.host, self.port = self._server.server_address[:2]
@@ -218,13 +218,15 @@ class SigV4Proxy:
                     return f
         return None
 
-    def _write_lock(self, method, path):
-        """A lock that makes check-then-write on one key atomic."""
-        if method not in ("PUT", "DELETE"):
+    def _key_lock(self, method, path):
+        """Readers of one key share it, a writer has it alone: check-then-write
+        is atomic, and a read sees an object whole."""
+        if method not in ("GET", "HEAD", "PUT", "DELETE"):
             return nullcontext()
         key = path.partition("?")[0]
         with self.lock:
-            return self._key_locks.setdefault(key, threading.Lock())
+            lock = self._key_locks.setdefault(key, _KeyLock())
+        return lock.write() if method in ("PUT", "DELETE") else lock.read()
 
     def _upstream_etag(self, path):
         """The ETag (quotes stripped) s3rver has for this object now, or
@@ -258,6 +260,52 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     request_queue_size = 128
 
 
+class _KeyLock:
+    """A fake of S3's atomic replacement of an object, which s3rver lacks: on
+    S3 a GET sees the old object or the new one, whole; on s3rver a GET that
+    races a PUT of the same key can get the old Content-Length with the new
+    bytes (a pointer read that way names the new build without its rollout
+    policy). Readers share the key; a writer has it alone. New readers wait
+    while a writer waits, and a writer waits at most WRITER_WAIT_SECONDS for
+    readers, so that a test that stalls a download never hangs a PUT."""
+
+    WRITER_WAIT_SECONDS = 10
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    @contextmanager
+    def read(self):
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def write(self):
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._writer = True
+            deadline = time.monotonic() + self.WRITER_WAIT_SECONDS
+            while self._readers and deadline > time.monotonic():
+                self._cond.wait(deadline - time.monotonic())
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "sigv4-proxy"
@@ -287,7 +335,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 proxy._record(method, path, fault.status)
                 self._send_error(fault.status, fault.code, "injected fault")
                 return
-            with proxy._write_lock(method, path):
+            with proxy._key_lock(method, path):
                 try:
                     self._check_write_conditions(proxy)
                 except S3Error:
