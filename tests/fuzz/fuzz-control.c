@@ -122,6 +122,15 @@ bool pipeline_needs_recovery(const ServiceState *st) {
                streq_ptr(st->current, st->in_flight_sha);
 }
 
+/* As pipeline.c decides them: what status says about health. */
+bool pipeline_checks_health(const ServiceConfig *c) {
+        return (c->unit && c->restart_mode != RESTART_NONE) || c->health_url || c->health_command;
+}
+
+bool pipeline_current_unproven(const ServiceState *st) {
+        return pipeline_needs_recovery(st) || streq_ptr(st->in_flight_step, "rollback-restart");
+}
+
 /* The running pipeline of s succeeds: a deploy or rollback makes its sha
  * current, a recovery clears the interrupted step. */
 static void pipeline_finish(Service *s) {
