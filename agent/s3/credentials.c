@@ -323,6 +323,20 @@ static int imds_headers(const CredentialsProvider *p, bool token_put, struct cur
 }
 
 /* One HTTP exchange; transport failures are errors, any status is not. */
+
+/* -ETIMEDOUT only for an IMDS that accepted the connection and then did not
+ * answer in time (busy: ask again later). A connection that never opened
+ * is -EHOSTUNREACH, like no route: off EC2, packets to the link-local
+ * address are often dropped silently, and that means "no IMDS here". */
+static int imds_transport_error(CURL *curl, CURLcode e) {
+        curl_off_t connect_usec = 0;
+
+        if (e != CURLE_OPERATION_TIMEDOUT)
+                return -EHOSTUNREACH;
+        if (curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_usec) != CURLE_OK || connect_usec == 0)
+                return -EHOSTUNREACH;
+        return -ETIMEDOUT;
+}
 static int imds_once(CredentialsProvider *p, bool token_put, const char *url, Reply *ret, char **ret_error) {
         _cleanup_(slist_freep) struct curl_slist *headers = NULL;
         CURLcode e = CURLE_OK;
@@ -344,8 +358,8 @@ static int imds_once(CredentialsProvider *p, bool token_put, const char *url, Re
         if (e == CURLE_OK)
                 e = curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &ret->status);
         if (e != CURLE_OK)
-                return error_set(ret_error, e == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EHOSTUNREACH,
-                                 "IMDS %s: %s", url, p->errbuf[0] ? p->errbuf : curl_easy_strerror(e));
+                return error_set(ret_error, imds_transport_error(p->curl, e), "IMDS %s: %s", url,
+                                 p->errbuf[0] ? p->errbuf : curl_easy_strerror(e));
         return 0;
 }
 

@@ -13,6 +13,7 @@ because the machine is slow or fast."""
 import hashlib
 import json
 import os
+import socket
 import signal
 import subprocess
 import time
@@ -403,6 +404,30 @@ def test_host_identity_not_renamed_by_a_busy_imds(s3, imds):
     res, _, _ = run_worker("discover", identity_job(s3, prefix), env=env)
     assert res["ok"] and res["host_id"] == open("/etc/machine-id").read().strip(), res
     imds.outage(None)
+
+
+def test_host_identity_without_imds_answering_syn(s3):
+    """Off EC2 the link-local IMDS address often drops packets silently: a
+    connection that never opens is no IMDS, so the machine id is used (a
+    busy IMDS, above, is one that accepted the connection)."""
+    prefix = f"ident-drop-{os.getpid()}-{time.monotonic_ns() % 10**9}/"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)      # never accepted: once the queue is full, SYNs are dropped
+        fillers = []
+        try:
+            for _ in range(4):
+                c = socket.socket()
+                c.setblocking(False)
+                c.connect_ex(listener.getsockname())
+                fillers.append(c)
+            port = listener.getsockname()[1]
+            env = env_with(AWS_EC2_METADATA_SERVICE_ENDPOINT=f"http://127.0.0.1:{port}/")
+            res, _, _ = run_worker("discover", identity_job(s3, prefix), env=env)
+        finally:
+            for c in fillers:
+                c.close()
+    assert res["ok"] and res["host_id"] == open("/etc/machine-id").read().strip(), res
 
 
 def test_host_identity_resolved_once_and_shown(fleet, imds):
