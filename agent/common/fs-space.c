@@ -54,8 +54,10 @@ static int mount_key(const char *path, uint64_t *ret) {
 
         if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) < 0)
                 return -errno;
-        *ret = (stx.stx_mask & STATX_MNT_ID) ? stx.stx_mnt_id
-                                              : ((uint64_t) stx.stx_dev_major << 32 | stx.stx_dev_minor);
+        /* 0 is no mount's id: qemu-user reports the mask bit without the id */
+        *ret = (stx.stx_mask & STATX_MNT_ID) && stx.stx_mnt_id != 0
+                       ? stx.stx_mnt_id
+                       : ((uint64_t) stx.stx_dev_major << 32 | stx.stx_dev_minor);
         return 0;
 }
 
