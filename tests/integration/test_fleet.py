@@ -151,7 +151,7 @@ class Fleet:
         self.s3.put(key, data)
 
     def point(self, sha, **policy):
-        """The pointer as deployctl publish --waves writes it (FLEET-SPEC)."""
+        """The pointer as deployctl publish --waves writes it (docs/design.md, "Fleet")."""
         lines = [sha] + [f"{k}={v}" for k, v in policy.items()]
         self.s3.put(f"{self.prefix}LATEST", ("\n".join(lines) + "\n").encode())
 
